@@ -1,0 +1,109 @@
+import formbody from '@fastify/formbody';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import type { Deps } from './deps.js';
+import { AppError, handleError } from './errors.js';
+import { registerAdminUserRoutes } from './features/accounts/accounts.admin.routes.js';
+import { registerAccountRoutes } from './features/accounts/accounts.routes.js';
+import { User } from './features/accounts/accounts.schemas.js';
+import { registerApiKeyRoutes } from './features/api-keys/api-keys.routes.js';
+import { registerAuditRoutes } from './features/audit/audit.routes.js';
+import { registerHealthRoutes } from './features/health/health.routes.js';
+import { registerServiceKeyRoutes } from './features/service-keys/service-keys.routes.js';
+import { registerSessionRoutes } from './features/sessions/sessions.routes.js';
+import { pruneSessions } from './features/sessions/sessions.service.js';
+import { registerSetupRoutes } from './features/setup/setup.routes.js';
+import { registerSigningKeyRoutes } from './features/signing-keys/signing-keys.routes.js';
+import { registerTenantRoutes, TenantBody } from './features/tenants/tenants.routes.js';
+import { registerAuthentication } from './http/authenticate.js';
+import { registerCors } from './http/cors.js';
+import { registerRequestMetrics } from './http/metrics.js';
+import { ErrorBody } from './http/schemas.js';
+
+/** Builds the HTTP app: cross-cutting plugins first, then every feature, in order. */
+export async function buildApp(deps: Deps) {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    trustProxy: deps.config.trustProxy,
+    bodyLimit: 1_048_576,
+    genReqId: () => deps.ids.next('req'),
+    requestIdHeader: false,
+    // Unknown fields are an error that names them, not silently dropped (DESIGN: bad input gets a 400 naming the field).
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((request) => {
+    throw new AppError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}`);
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(formbody);
+  await registerCors(app, deps);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Gatehouse',
+        version: '0.1.0',
+        description: 'Identity and access gateway for apps with AI features',
+      },
+      servers: [{ url: deps.config.publicUrl }],
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'Access token, API key or service key' },
+        },
+      },
+    },
+    transform: ({ schema, url, route }) => ({
+      url,
+      schema: route.config?.auth === 'public' || !schema ? schema : { ...schema, security: [{ bearer: [] }] },
+    }),
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.addSchema(ErrorBody);
+  app.addSchema(User);
+  app.addSchema(TenantBody);
+
+  // Everything registered from here on must declare who may call it.
+  registerAuthentication(app, deps);
+  registerRequestMetrics(app, deps);
+  app.get('/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, async () => app.swagger());
+
+  registerHealthRoutes(app, deps);
+  registerSigningKeyRoutes(app, deps);
+  registerSetupRoutes(app, deps);
+  registerAccountRoutes(app, deps);
+  registerSessionRoutes(app, deps);
+  registerApiKeyRoutes(app, deps);
+  registerTenantRoutes(app, deps);
+  registerServiceKeyRoutes(app, deps);
+  registerAdminUserRoutes(app, deps);
+  registerAuditRoutes(app, deps);
+
+  startHousekeeping(app, deps);
+  return app;
+}
+
+/** Periodic work owned by the app's lifetime: flush last-used times, prune spent refresh tokens. */
+function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<void>) => unknown }, deps: Deps) {
+  const every = (ms: number, task: () => Promise<void>, what: string) => {
+    const timer = setInterval(() => task().catch((error) => deps.log.error({ err: error }, `${what} failed`)), ms);
+    timer.unref();
+    return timer;
+  };
+  const timers = [
+    every(5_000, () => deps.lastUsed.flush(), 'last-used flush'),
+    every(60_000, () => pruneSessions(deps), 'refresh token pruning'),
+  ];
+  app.addHook('onClose', async () => {
+    for (const timer of timers) clearInterval(timer);
+    await deps.lastUsed.flush();
+  });
+}
+
+export type GatehouseApp = Awaited<ReturnType<typeof buildApp>>;

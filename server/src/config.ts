@@ -1,0 +1,163 @@
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parseDuration } from './lib/duration.js';
+
+/**
+ * The only reader of process.env. Every setting is parsed here, every problem is collected,
+ * and all of them are reported in one message (issue 2: "validated at start with every problem
+ * listed in one message").
+ */
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test';
+  port: number;
+  host: string;
+  publicUrl: string;
+  /** PostgreSQL URL; absent → SQLite under dataDir. */
+  databaseUrl?: string;
+  dataDir: string;
+  redisUrl?: string;
+  /** base64 or hex 32-byte key; absent only in development, where main.ts generates one. */
+  masterKey?: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  trustProxy: boolean;
+  /** Defaults for each tenant; tenants may override lifetimes in their settings. */
+  tokens: {
+    accessTtlMs: number;
+    refreshIdleTtlMs: number;
+    refreshAbsoluteTtlMs: number;
+    refreshGraceMs: number;
+    /** Upper bound for any tenant's access TTL: how long a retired signing key stays in the JWKS. */
+    maxAccessTtlMs: number;
+  };
+  apiKeys: { rotationOverlapMs: number };
+  hashing: {
+    memoryCostKiB: number;
+    timeCost: number;
+    parallelism: number;
+    concurrency: number;
+    maxQueue: number;
+  };
+  setupTokenTtlMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Loads `.env` from the working directory when present (process env wins over it). */
+export function loadDotEnv(path = '.env'): void {
+  if (existsSync(path)) process.loadEnvFile(path);
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const read = (name: string) => {
+    const value = env[name]?.trim();
+    return value === '' ? undefined : value;
+  };
+  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const value = read(name) ?? fallback;
+    if ((allowed as readonly string[]).includes(value)) return value as T;
+    problems.push(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
+    return fallback;
+  };
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const text = read(name);
+    if (text === undefined) return fallback;
+    const value = Number(text);
+    if (Number.isInteger(value) && value >= min && value <= max) return value;
+    problems.push(`${name} must be an integer from ${min} to ${max} (got "${text}")`);
+    return fallback;
+  };
+  const duration = (name: string, fallback: string, minMs = 1000): number => {
+    const text = read(name) ?? fallback;
+    const value = parseDuration(text);
+    if (value !== null && value >= minMs) return value;
+    problems.push(`${name} must be a duration such as 900, 15m, 7d (at least ${minMs} ms; got "${text}")`);
+    return parseDuration(fallback) ?? minMs;
+  };
+  const url = (name: string): string | undefined => {
+    const text = read(name);
+    if (text === undefined) return undefined;
+    try {
+      return new URL(text).toString();
+    } catch {
+      problems.push(`${name} must be a URL (got "${text}")`);
+      return undefined;
+    }
+  };
+
+  const nodeEnv = oneOf('NODE_ENV', ['development', 'production', 'test'] as const, 'development');
+  const port = integer('PORT', 8080, 0, 65535);
+  const publicUrl = url('PUBLIC_URL');
+  const databaseUrl = url('DATABASE_URL');
+  if (databaseUrl && !/^postgres(ql)?:/.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgres:// URL (leave it unset for the embedded SQLite database)');
+  }
+  const masterKey = read('GATEHOUSE_MASTER_KEY');
+  if (masterKey !== undefined && decodeMasterKey(masterKey) === null) {
+    problems.push(
+      'GATEHOUSE_MASTER_KEY must be 32 bytes as base64 or 64 hex characters (generate one: openssl rand -base64 32)',
+    );
+  }
+  if (nodeEnv === 'production') {
+    if (!masterKey) problems.push('GATEHOUSE_MASTER_KEY is required when NODE_ENV=production');
+    if (!publicUrl) problems.push('PUBLIC_URL is required when NODE_ENV=production');
+  }
+
+  const accessTtlMs = duration('ACCESS_TOKEN_TTL', '15m', 60_000);
+  const maxAccessTtlMs = duration('MAX_ACCESS_TOKEN_TTL', '24h', 60_000);
+  if (accessTtlMs > maxAccessTtlMs) problems.push('ACCESS_TOKEN_TTL must not exceed MAX_ACCESS_TOKEN_TTL');
+  const refreshIdleTtlMs = duration('REFRESH_TOKEN_IDLE_TTL', '7d', 60_000);
+  const refreshAbsoluteTtlMs = duration('REFRESH_TOKEN_ABSOLUTE_TTL', '30d', 60_000);
+  if (refreshIdleTtlMs > refreshAbsoluteTtlMs) {
+    problems.push('REFRESH_TOKEN_IDLE_TTL must not exceed REFRESH_TOKEN_ABSOLUTE_TTL');
+  }
+  const cores = availableParallelism();
+
+  const config: Config = {
+    nodeEnv,
+    port,
+    host: read('HOST') ?? '0.0.0.0',
+    publicUrl: (publicUrl ?? `http://localhost:${port}`).replace(/\/$/, ''),
+    databaseUrl,
+    dataDir: read('DATA_DIR') ?? './data',
+    redisUrl: url('REDIS_URL'),
+    masterKey,
+    logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    trustProxy: oneOf('TRUST_PROXY', ['true', 'false'] as const, 'false') === 'true',
+    tokens: {
+      accessTtlMs,
+      refreshIdleTtlMs,
+      refreshAbsoluteTtlMs,
+      refreshGraceMs: duration('REFRESH_TOKEN_GRACE', '10s', 0),
+      maxAccessTtlMs,
+    },
+    apiKeys: { rotationOverlapMs: duration('API_KEY_ROTATION_OVERLAP', '24h', 0) },
+    hashing: {
+      // OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
+      memoryCostKiB: integer('ARGON2_MEMORY_KIB', 19_456, 1024, 4_194_304),
+      timeCost: integer('ARGON2_ITERATIONS', 2, 1, 100),
+      parallelism: integer('ARGON2_PARALLELISM', 1, 1, 16),
+      concurrency: integer('HASH_CONCURRENCY', cores, 1, 256),
+      maxQueue: integer('HASH_QUEUE_MAX', cores * 8, 0, 100_000),
+    },
+    setupTokenTtlMs: duration('SETUP_TOKEN_TTL', '24h', 60_000),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/** Decodes a 32-byte master key from base64(url) or hex; null when it is not one. */
+export function decodeMasterKey(text: string): Buffer | null {
+  if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, 'hex');
+  if (/^[A-Za-z0-9+/_-]{43}=?$/.test(text)) {
+    const key = Buffer.from(text, 'base64');
+    return key.length === 32 ? key : null;
+  }
+  return null;
+}

@@ -1,0 +1,122 @@
+/**
+ * Table types for both dialects. Timestamps are integer epoch milliseconds everywhere, JSON is
+ * text (see json.ts), booleans are nullable timestamps (`revoked_at`), so one schema serves
+ * SQLite and PostgreSQL alike.
+ */
+export interface Database {
+  tenants: TenantTable;
+  users: UserTable;
+  sessions: SessionTable;
+  refresh_tokens: RefreshTokenTable;
+  api_keys: ApiKeyTable;
+  service_keys: ServiceKeyTable;
+  signing_keys: SigningKeyTable;
+  audit_events: AuditEventTable;
+  instance_state: InstanceStateTable;
+}
+
+export interface TenantTable {
+  id: string;
+  slug: string;
+  name: string;
+  publishable_key: string;
+  settings: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface UserTable {
+  id: string;
+  tenant_id: string;
+  email: string;
+  name: string | null;
+  password_hash: string | null;
+  role: 'user' | 'admin' | 'operator';
+  disabled_at: number | null;
+  email_verified_at: number | null;
+  last_login_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface SessionTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  ip: string | null;
+  user_agent: string | null;
+  created_at: number;
+  last_used_at: number;
+  /** Absolute end of the session; refresh tokens never outlive it. */
+  expires_at: number;
+  revoked_at: number | null;
+  revoked_reason: string | null;
+}
+
+export interface RefreshTokenTable {
+  id: string;
+  tenant_id: string;
+  session_id: string;
+  token_hash: string;
+  created_at: number;
+  expires_at: number;
+  /** Set when the token was exchanged; a later use is a replay (or a racing duplicate). */
+  used_at: number | null;
+  /** The response given for this token, sealed under the master key, kept for the grace window only. */
+  successor_sealed: string | null;
+}
+
+export interface ApiKeyTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  name: string;
+  start: string;
+  key_hash: string;
+  scopes: string;
+  created_at: number;
+  last_used_at: number | null;
+  expires_at: number | null;
+  revoked_at: number | null;
+  rotated_to: string | null;
+}
+
+export interface ServiceKeyTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  start: string;
+  key_hash: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface SigningKeyTable {
+  id: string;
+  alg: string;
+  public_jwk: string;
+  private_sealed: string;
+  created_at: number;
+  retired_at: number | null;
+}
+
+export interface AuditEventTable {
+  id: string;
+  tenant_id: string;
+  action: string;
+  actor_type: string;
+  actor_id: string | null;
+  target_type: string | null;
+  target_id: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  data: string;
+  created_at: number;
+}
+
+export interface InstanceStateTable {
+  key: string;
+  value: string;
+  updated_at: number;
+}

@@ -1,0 +1,93 @@
+import { Redis } from 'ioredis';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Config } from './config.js';
+import { createDb, type Db, type DbOptions, sqliteFile } from './db/index.js';
+import { createLastUsedBuffer, type LastUsedBuffer } from './db/last-used.js';
+import { createKeyring, type Keyring } from './features/signing-keys/signing-keys.service.js';
+import type { Tenant } from './features/tenants/tenants.types.js';
+import { createIds, type Ids } from './lib/ids.js';
+import { createMasterKey, type MasterKey } from './lib/master-key.js';
+import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher.js';
+import { createLimiterFactory, type LimiterFactory } from './limiter.js';
+
+export interface Clock {
+  now(): number;
+}
+
+/** Everything a service needs, passed explicitly (CONVENTIONS: plain functions, explicit deps). */
+export interface Deps {
+  config: Config;
+  db: Db;
+  clock: Clock;
+  ids: Ids;
+  log: Logger;
+  masterKey: MasterKey;
+  keyring: Keyring;
+  passwords: PasswordHasher;
+  limiter: LimiterFactory;
+  redis?: Redis;
+  metrics: Registry;
+  lastUsed: LastUsedBuffer;
+  caches: { tenants: LRUCache<string, Tenant> };
+}
+
+export interface DepsOptions {
+  config: Config;
+  log: Logger;
+  masterKey: Buffer;
+  /** Overrides the database chosen by config (the test harness uses in-memory SQLite or a schema). */
+  dbOptions?: DbOptions;
+  clock?: Clock;
+  /** Process-wide metrics (CPU, memory, event loop); off in tests where many apps share a process. */
+  defaultMetrics?: boolean;
+}
+
+export function dbOptionsFromConfig(config: Config): DbOptions {
+  return config.databaseUrl
+    ? { dialect: 'postgres', connectionString: config.databaseUrl }
+    : { dialect: 'sqlite', filename: sqliteFile(config.dataDir) };
+}
+
+export function createDeps(options: DepsOptions): Deps {
+  const { config, log } = options;
+  const clock = options.clock ?? { now: () => Date.now() };
+  const db = createDb(options.dbOptions ?? dbOptionsFromConfig(config));
+  const ids = createIds(() => clock.now());
+  const masterKey = createMasterKey(options.masterKey);
+  const redis = config.redisUrl
+    ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false })
+    : undefined;
+  redis?.on('error', (error) => log.warn({ err: error }, 'redis unavailable'));
+  const metrics = new Registry();
+  if (options.defaultMetrics) collectDefaultMetrics({ register: metrics });
+  return {
+    config,
+    db,
+    clock,
+    ids,
+    log,
+    masterKey,
+    keyring: createKeyring({
+      db: db.kysely,
+      masterKey,
+      ids,
+      now: () => clock.now(),
+      issuer: config.publicUrl,
+      maxAccessTtlMs: config.tokens.maxAccessTtlMs,
+    }),
+    passwords: createPasswordHasher(config.hashing),
+    limiter: createLimiterFactory(db, redis),
+    redis,
+    metrics,
+    lastUsed: createLastUsedBuffer(db.kysely),
+    caches: { tenants: new LRUCache<string, Tenant>({ max: 10_000, ttl: 5_000 }) },
+  };
+}
+
+export async function closeDeps(deps: Deps): Promise<void> {
+  await deps.lastUsed.flush().catch((error) => deps.log.error({ err: error }, 'could not flush last-used times'));
+  deps.redis?.disconnect();
+  await deps.db.close();
+}

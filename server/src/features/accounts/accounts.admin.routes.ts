@@ -1,0 +1,94 @@
+import { Type } from '@sinclair/typebox';
+import type { Deps } from '../../deps.js';
+import { clientInfo } from '../../http/authenticate.js';
+import { actorOf } from '../../http/principal.js';
+import { type App, errors, IdParams, Page, PageQuery } from '../../http/schemas.js';
+import { actingTenant } from '../../http/tenant.js';
+import { getUser, importUsers, listUsers, patchUser } from './accounts.admin.service.js';
+import { AdminUserPatch, ImportUsersBody, User } from './accounts.schemas.js';
+
+/** Tenant-scoped user administration: tenant admins, operators (any tenant) and service keys. */
+export function registerAdminUserRoutes(app: App, deps: Deps): void {
+  const tags = ['admin: users'];
+  const auth = ['admin', 'service'] as const;
+
+  app.get(
+    '/api/admin/users',
+    {
+      config: { auth },
+      schema: {
+        tags,
+        summary: 'List users of the tenant',
+        querystring: Type.Composite([
+          PageQuery,
+          Type.Object({ email: Type.Optional(Type.String({ maxLength: 254 })) }),
+        ]),
+        response: { 200: Page(Type.Ref(User)), ...errors(401, 403) },
+      },
+    },
+    async (request) => {
+      const tenant = await actingTenant(deps, request);
+      return listUsers(deps, tenant.id, {
+        after: request.query.cursor,
+        limit: request.query.limit,
+        email: request.query.email,
+      });
+    },
+  );
+
+  app.get(
+    '/api/admin/users/:id',
+    {
+      config: { auth },
+      schema: { tags, params: IdParams, response: { 200: Type.Ref(User), ...errors(401, 403, 404) } },
+    },
+    async (request) => getUser(deps, (await actingTenant(deps, request)).id, request.params.id),
+  );
+
+  app.patch(
+    '/api/admin/users/:id',
+    {
+      config: { auth },
+      schema: {
+        tags,
+        summary: 'Change a user’s name, role or disabled state (disabling signs them out)',
+        params: IdParams,
+        body: AdminUserPatch,
+        response: { 200: Type.Ref(User), ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const tenant = await actingTenant(deps, request);
+      return patchUser(
+        deps,
+        tenant.id,
+        request.params.id,
+        request.body,
+        actorOf(request.principal),
+        clientInfo(request),
+      );
+    },
+  );
+
+  app.post(
+    '/api/admin/users/import',
+    {
+      config: { auth },
+      schema: {
+        tags,
+        summary: 'Import users with argon2id or bcrypt hashes, all or nothing',
+        body: ImportUsersBody,
+        response: {
+          201: Type.Object({ imported: Type.Integer(), users: Type.Array(Type.Ref(User)) }),
+          ...errors(400, 401, 403, 409),
+        },
+      },
+    },
+    async (request, reply) => {
+      const tenant = await actingTenant(deps, request);
+      return reply
+        .status(201)
+        .send(await importUsers(deps, tenant.id, request.body, actorOf(request.principal), clientInfo(request)));
+    },
+  );
+}

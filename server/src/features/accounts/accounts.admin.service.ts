@@ -1,0 +1,133 @@
+import type { Static } from '@sinclair/typebox';
+import type { Deps } from '../../deps.js';
+import { AppError, notFound } from '../../errors.js';
+import type { Actor, ClientInfo } from '../../http/principal.js';
+import { isSupportedHash } from '../../lib/password-hasher.js';
+import { recordAudit } from '../audit/audit.service.js';
+import { revokeUserSessions } from '../sessions/sessions.service.js';
+import { findUser, insertUser, listUsers as listRows, type UserRow, updateUser } from './accounts.repo.js';
+import type { AdminUserPatch, ImportUsersBody } from './accounts.schemas.js';
+import { normalizeEmail, presentUser } from './accounts.service.js';
+
+export async function listUsers(deps: Deps, tenantId: string, page: { after?: string; limit: number; email?: string }) {
+  const rows = await listRows(deps.db.kysely, tenantId, {
+    after: page.after,
+    limit: page.limit + 1,
+    email: page.email ? normalizeEmail(page.email) : undefined,
+  });
+  const data = rows.slice(0, page.limit);
+  return { data: data.map(presentUser), next_cursor: rows.length > page.limit ? (data.at(-1)?.id ?? null) : null };
+}
+
+export async function getUser(deps: Deps, tenantId: string, id: string) {
+  const row = await findUser(deps.db.kysely, tenantId, id);
+  if (!row) throw notFound('User');
+  return presentUser(row);
+}
+
+/** Changes name, role (user/admin) or disabled state; disabling signs the user out everywhere. */
+export async function patchUser(
+  deps: Deps,
+  tenantId: string,
+  id: string,
+  input: Static<typeof AdminUserPatch>,
+  actor: Actor,
+  client: ClientInfo,
+) {
+  const user = await findUser(deps.db.kysely, tenantId, id);
+  if (!user) throw notFound('User');
+  if (user.role === 'operator' && (input.role !== undefined || input.disabled)) {
+    throw new AppError('forbidden', 'Operators are managed with the gatehouse CLI');
+  }
+  const now = deps.clock.now();
+  const changes: Partial<UserRow> = { updated_at: now };
+  if (input.name !== undefined) changes.name = input.name?.trim() || null;
+  if (input.role !== undefined) changes.role = input.role;
+  if (input.disabled !== undefined) changes.disabled_at = input.disabled ? (user.disabled_at ?? now) : null;
+  await deps.db.kysely.transaction().execute(async (trx) => {
+    await updateUser(trx, tenantId, id, changes);
+    if (input.disabled) {
+      await revokeUserSessions(trx, deps, { tenantId, userId: id, actor, client, reason: 'user.disabled' });
+    }
+    await recordAudit(trx, deps, {
+      tenantId,
+      action: 'user.updated',
+      actor,
+      target: { type: 'user', id },
+      client,
+      data: {
+        fields: Object.keys(input),
+        ...(input.role && { role: input.role }),
+        ...(input.disabled !== undefined && { disabled: input.disabled }),
+      },
+    });
+  });
+  return presentUser({ ...user, ...changes });
+}
+
+/**
+ * Imports accounts from another system in one transaction: all or nothing. bcrypt hashes are
+ * accepted as they are and upgraded to argon2id at each user's next sign-in.
+ */
+export async function importUsers(
+  deps: Deps,
+  tenantId: string,
+  input: Static<typeof ImportUsersBody>,
+  actor: Actor,
+  client: ClientInfo,
+) {
+  const seen = new Set<string>();
+  const problems: { field: string; in: string; message: string }[] = [];
+  input.users.forEach((user, index) => {
+    const email = normalizeEmail(user.email);
+    if (seen.has(email))
+      problems.push({ field: `users.${index}.email`, in: 'body', message: 'appears twice in this import' });
+    seen.add(email);
+    if (user.password_hash !== undefined && !isSupportedHash(user.password_hash)) {
+      problems.push({
+        field: `users.${index}.password_hash`,
+        in: 'body',
+        message: 'is not an argon2id or bcrypt hash',
+      });
+    }
+  });
+  if (problems.length > 0) {
+    throw new AppError(
+      'validation_failed',
+      `Invalid import: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`,
+      {
+        details: { fields: problems },
+      },
+    );
+  }
+  const now = deps.clock.now();
+  const rows: UserRow[] = input.users.map((user) => ({
+    id: deps.ids.next('usr'),
+    tenant_id: tenantId,
+    email: normalizeEmail(user.email),
+    name: user.name?.trim() || null,
+    password_hash: user.password_hash ?? null,
+    role: 'user',
+    disabled_at: null,
+    email_verified_at: user.email_verified ? now : null,
+    last_login_at: null,
+    created_at: now,
+    updated_at: now,
+  }));
+  await deps.db.kysely.transaction().execute(async (trx) => {
+    for (const [index, row] of rows.entries()) {
+      try {
+        await insertUser(trx, row);
+      } catch (error) {
+        if (error instanceof AppError && error.code === 'email_taken') {
+          throw new AppError('email_taken', `users.${index}.email already has an account; nothing was imported`, {
+            details: { fields: [{ field: `users.${index}.email`, in: 'body', message: 'already has an account' }] },
+          });
+        }
+        throw error;
+      }
+    }
+    await recordAudit(trx, deps, { tenantId, action: 'user.imported', actor, client, data: { count: rows.length } });
+  });
+  return { imported: rows.length, users: rows.map(presentUser) };
+}

@@ -1,0 +1,90 @@
+import { Type } from '@sinclair/typebox';
+import { Email, NullableTimestamp, Password, Timestamp } from '../../http/schemas.js';
+
+export const User = Type.Object(
+  {
+    id: Type.String(),
+    email: Type.String(),
+    name: Type.Union([Type.String(), Type.Null()]),
+    role: Type.Union([Type.Literal('user'), Type.Literal('admin'), Type.Literal('operator')]),
+    email_verified: Type.Boolean(),
+    disabled: Type.Boolean(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { $id: 'User' },
+);
+
+export const TokenPair = {
+  access_token: Type.String(),
+  refresh_token: Type.String(),
+  token_type: Type.Literal('bearer'),
+  expires_in: Type.Integer({ description: 'Access token lifetime, seconds' }),
+};
+
+export const IssuedApiKey = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  start: Type.String(),
+  scopes: Type.Array(Type.String()),
+  created_at: Timestamp,
+  last_used_at: NullableTimestamp,
+  expires_at: NullableTimestamp,
+  key: Type.String({ description: 'The secret: shown this once, never again' }),
+});
+
+export const RegisterBody = Type.Object(
+  { email: Email, password: Password, name: Type.Optional(Type.String({ maxLength: 200 })) },
+  { additionalProperties: false },
+);
+
+export const RegisterResponse = Type.Object({ user: Type.Ref(User), ...TokenPair, api_key: IssuedApiKey });
+
+/** JSON `{email, password}` or the OAuth2-password-style form `username`/`password` (seed 001). */
+export const LoginBody = Type.Object({
+  email: Type.Optional(Email),
+  username: Type.Optional(Type.String({ maxLength: 254 })),
+  password: Password,
+  grant_type: Type.Optional(Type.String()),
+  scope: Type.Optional(Type.String()),
+  client_id: Type.Optional(Type.String()),
+});
+
+export const LoginResponse = Type.Object({ ...TokenPair, user: Type.Ref(User) });
+
+export const UpdateMeBody = Type.Object(
+  { name: Type.Optional(Type.Union([Type.String({ maxLength: 200 }), Type.Null()])) },
+  { additionalProperties: false },
+);
+
+export const ChangePasswordBody = Type.Object(
+  { current_password: Password, new_password: Password },
+  { additionalProperties: false },
+);
+
+export const AdminUserPatch = Type.Object(
+  {
+    name: Type.Optional(Type.Union([Type.String({ maxLength: 200 }), Type.Null()])),
+    role: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('admin')])),
+    disabled: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export const ImportUsersBody = Type.Object(
+  {
+    users: Type.Array(
+      Type.Object(
+        {
+          email: Email,
+          name: Type.Optional(Type.String({ maxLength: 200 })),
+          password_hash: Type.Optional(Type.String({ description: 'argon2id or bcrypt ($2a$/$2b$/$2y$) hash' })),
+          email_verified: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 1000 },
+    ),
+  },
+  { additionalProperties: false },
+);

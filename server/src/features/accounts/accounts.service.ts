@@ -1,0 +1,220 @@
+import type { Deps } from '../../deps.js';
+import { AppError } from '../../errors.js';
+import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
+import { createApiKey, PRIMARY_KEY_NAME, presentApiKey } from '../api-keys/api-keys.service.js';
+import { recordAudit } from '../audit/audit.service.js';
+import { revokeUserSessions, startSession } from '../sessions/sessions.service.js';
+import { effectiveSettings, requireTenant } from '../tenants/tenants.service.js';
+import type { Tenant } from '../tenants/tenants.types.js';
+import { findUser, findUserByEmail, insertUser, type UserRow, updateUser } from './accounts.repo.js';
+import { assertNotBlocked, recordFailure, recordSuccess } from './login-guard.js';
+import { checkPassword } from './password-policy.js';
+
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+export function presentUser(row: UserRow) {
+  return {
+    id: row.id,
+    email: row.email,
+    name: row.name,
+    role: row.role,
+    email_verified: row.email_verified_at !== null,
+    disabled: row.disabled_at !== null,
+    created_at: new Date(row.created_at).toISOString(),
+    updated_at: new Date(row.updated_at).toISOString(),
+  };
+}
+
+/** Throws 400 weak_password naming what is wrong with the password. */
+export async function assertPasswordAllowed(deps: Deps, tenant: Tenant, password: string, field = 'password') {
+  const problems = await checkPassword(password, effectiveSettings(deps.config, tenant).passwordPolicy);
+  if (problems.length > 0) {
+    throw new AppError('weak_password', `${field} ${problems.join('; ')}`, {
+      details: { fields: problems.map((message) => ({ field, in: 'body', message })) },
+    });
+  }
+}
+
+export async function register(
+  deps: Deps,
+  tenant: Tenant,
+  input: { email: string; password: string; name?: string },
+  client: ClientInfo,
+  role: UserRow['role'] = 'user',
+) {
+  await assertPasswordAllowed(deps, tenant, input.password);
+  const passwordHash = await deps.passwords.hash(input.password);
+  const now = deps.clock.now();
+  const user: UserRow = {
+    id: deps.ids.next('usr'),
+    tenant_id: tenant.id,
+    email: normalizeEmail(input.email),
+    name: input.name?.trim() || null,
+    password_hash: passwordHash,
+    role,
+    disabled_at: null,
+    email_verified_at: null,
+    last_login_at: now,
+    created_at: now,
+    updated_at: now,
+  };
+  return deps.db.kysely.transaction().execute(async (trx) => {
+    await insertUser(trx, user);
+    await recordAudit(trx, deps, {
+      tenantId: tenant.id,
+      action: role === 'operator' ? 'operator.created' : 'user.registered',
+      actor: { type: 'user', id: user.id },
+      target: { type: 'user', id: user.id },
+      client,
+    });
+    // Seed 001: every new account gets its primary API key, shown once in this response.
+    const apiKey = await createApiKey(trx, deps, {
+      tenantId: tenant.id,
+      userId: user.id,
+      name: PRIMARY_KEY_NAME,
+      scopes: [],
+      expiresAt: null,
+      client,
+    });
+    const { tokens } = await startSession(trx, deps, { tenant, userId: user.id, client });
+    return { user: presentUser(user), ...tokens, api_key: { ...presentApiKey(apiKey.row), key: apiKey.key } };
+  });
+}
+
+const badCredentials = () => new AppError('invalid_credentials', 'Email or password is incorrect');
+
+/**
+ * Email + password sign-in. Unknown emails spend the same argon2 work as wrong passwords and get
+ * the same answer (no enumeration by message, status or timing); failures feed the login guard.
+ */
+export async function login(
+  deps: Deps,
+  tenant: Tenant,
+  input: { email: string; password: string },
+  client: ClientInfo,
+) {
+  const email = normalizeEmail(input.email);
+  const attempt = { tenantId: tenant.id, email, ip: client.ip };
+  await assertNotBlocked(deps, attempt);
+  const user = await findUserByEmail(deps.db.kysely, tenant.id, email);
+  let check = { ok: false, needsRehash: false };
+  if (user?.password_hash) check = await deps.passwords.verify(user.password_hash, input.password);
+  else await deps.passwords.verifyDummy(input.password);
+
+  if (!user || !check.ok) {
+    await recordFailure(deps, attempt);
+    await recordAudit(deps.db.kysely, deps, {
+      tenantId: tenant.id,
+      action: 'login.failed',
+      actor: { type: 'anonymous', id: null },
+      target: user ? { type: 'user', id: user.id } : undefined,
+      client,
+      data: { email, reason: user ? 'wrong_password' : 'unknown_email' },
+    });
+    throw badCredentials();
+  }
+  await recordSuccess(deps, attempt);
+  if (user.disabled_at !== null) {
+    throw new AppError('account_disabled', 'This account is disabled');
+  }
+  // bcrypt imports and old argon2 parameters are upgraded now that we hold the password.
+  const newHash = check.needsRehash ? await deps.passwords.hash(input.password) : undefined;
+  const now = deps.clock.now();
+  return deps.db.kysely.transaction().execute(async (trx) => {
+    await updateUser(trx, tenant.id, user.id, {
+      last_login_at: now,
+      ...(newHash && { password_hash: newHash, updated_at: now }),
+    });
+    const { sessionId, tokens } = await startSession(trx, deps, { tenant, userId: user.id, client });
+    await recordAudit(trx, deps, {
+      tenantId: tenant.id,
+      action: 'login.succeeded',
+      actor: { type: 'user', id: user.id },
+      target: { type: 'session', id: sessionId },
+      client,
+      data: newHash ? { password_hash_upgraded: true } : {},
+    });
+    return { ...tokens, user: presentUser({ ...user, last_login_at: now }) };
+  });
+}
+
+export async function requireUser(deps: Deps, tenantId: string, userId: string): Promise<UserRow> {
+  const user = await findUser(deps.db.kysely, tenantId, userId);
+  if (!user) throw new AppError('not_found', 'User not found');
+  return user;
+}
+
+export async function getMe(deps: Deps, principal: UserPrincipal) {
+  return presentUser(await requireUser(deps, principal.tenantId, principal.userId));
+}
+
+export async function updateMe(
+  deps: Deps,
+  principal: UserPrincipal,
+  input: { name?: string | null },
+  client: ClientInfo,
+) {
+  const user = await requireUser(deps, principal.tenantId, principal.userId);
+  const now = deps.clock.now();
+  const name = input.name === undefined ? user.name : input.name?.trim() || null;
+  await deps.db.kysely.transaction().execute(async (trx) => {
+    await updateUser(trx, principal.tenantId, user.id, { name, updated_at: now });
+    await recordAudit(trx, deps, {
+      tenantId: principal.tenantId,
+      action: 'user.updated',
+      actor: { type: 'user', id: user.id },
+      target: { type: 'user', id: user.id },
+      client,
+      data: { fields: Object.keys(input) },
+    });
+  });
+  return presentUser({ ...user, name, updated_at: now });
+}
+
+/** Changes the password after checking the current one, and signs out every other session. */
+export async function changePassword(
+  deps: Deps,
+  principal: UserPrincipal,
+  input: { current_password: string; new_password: string },
+  client: ClientInfo,
+) {
+  const tenant = await requireTenant(deps, principal.tenantId);
+  const user = await requireUser(deps, principal.tenantId, principal.userId);
+  const attempt = { tenantId: tenant.id, email: user.email, ip: client.ip };
+  await assertNotBlocked(deps, attempt);
+  const check = user.password_hash
+    ? await deps.passwords.verify(user.password_hash, input.current_password)
+    : { ok: false };
+  if (!check.ok) {
+    await recordFailure(deps, attempt);
+    throw new AppError('invalid_credentials', 'current_password is incorrect', {
+      details: { fields: [{ field: 'current_password', in: 'body', message: 'is incorrect' }] },
+    });
+  }
+  await assertPasswordAllowed(deps, tenant, input.new_password, 'new_password');
+  const hash = await deps.passwords.hash(input.new_password);
+  const now = deps.clock.now();
+  const revoked = await deps.db.kysely.transaction().execute(async (trx) => {
+    await updateUser(trx, tenant.id, user.id, { password_hash: hash, updated_at: now });
+    const count = await revokeUserSessions(trx, deps, {
+      tenantId: tenant.id,
+      userId: user.id,
+      exceptSessionId: principal.sessionId ?? undefined,
+      actor: { type: 'user', id: user.id },
+      client,
+      reason: 'password.changed',
+    });
+    await recordAudit(trx, deps, {
+      tenantId: tenant.id,
+      action: 'password.changed',
+      actor: { type: 'user', id: user.id },
+      target: { type: 'user', id: user.id },
+      client,
+      data: { other_sessions_revoked: count },
+    });
+    return count;
+  });
+  return { other_sessions_revoked: revoked };
+}

@@ -1,0 +1,49 @@
+import type { Kysely } from 'kysely';
+import type { ApiKeyTable, Database } from '../../db/schema.js';
+
+export type ApiKeyRow = ApiKeyTable;
+
+export async function insertApiKey(db: Kysely<Database>, row: ApiKeyRow): Promise<void> {
+  await db.insertInto('api_keys').values(row).execute();
+}
+
+/** A key by its hash, with its owner's state; any tenant (the caller checks the tenant). */
+export function findApiKeyByHash(db: Kysely<Database>, keyHash: string) {
+  return db
+    .selectFrom('api_keys')
+    .innerJoin('users', 'users.id', 'api_keys.user_id')
+    .selectAll('api_keys')
+    .select(['users.role', 'users.disabled_at as user_disabled_at'])
+    .where('api_keys.key_hash', '=', keyHash)
+    .executeTakeFirst();
+}
+
+export function findApiKey(db: Kysely<Database>, tenantId: string, userId: string, id: string) {
+  return db
+    .selectFrom('api_keys')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('user_id', '=', userId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+export function listApiKeys(db: Kysely<Database>, tenantId: string, userId: string) {
+  return db
+    .selectFrom('api_keys')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .orderBy('id', 'asc')
+    .execute();
+}
+
+export async function updateApiKey(
+  db: Kysely<Database>,
+  tenantId: string,
+  id: string,
+  changes: Partial<Pick<ApiKeyRow, 'revoked_at' | 'expires_at' | 'rotated_to'>>,
+): Promise<void> {
+  await db.updateTable('api_keys').set(changes).where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+}

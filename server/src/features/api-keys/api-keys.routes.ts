@@ -1,0 +1,123 @@
+import { Type } from '@sinclair/typebox';
+import type { Deps } from '../../deps.js';
+import { clientInfo, serviceOf, userOf } from '../../http/authenticate.js';
+import { type App, errors, IdParams, NullableTimestamp, Timestamp } from '../../http/schemas.js';
+import { IssuedApiKey } from '../accounts/accounts.schemas.js';
+import { createUserApiKey, listApiKeys, revokeApiKey, rotateApiKey, verifyApiKey } from './api-keys.service.js';
+
+const ApiKey = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  start: Type.String({ description: 'The first characters, to recognise the key; never the key' }),
+  scopes: Type.Array(Type.String()),
+  created_at: Timestamp,
+  last_used_at: NullableTimestamp,
+  expires_at: NullableTimestamp,
+});
+
+const Scope = Type.String({ pattern: '^[A-Za-z0-9:._*-]{1,64}$' });
+
+const VerifyResponse = Type.Object({
+  valid: Type.Boolean(),
+  code: Type.Union(['VALID', 'NOT_FOUND', 'EXPIRED', 'REVOKED', 'DISABLED'].map((c) => Type.Literal(c))),
+  key_id: Type.Union([Type.String(), Type.Null()]),
+  user_id: Type.Union([Type.String(), Type.Null()]),
+  scopes: Type.Array(Type.String()),
+  expires_at: NullableTimestamp,
+});
+
+export function registerApiKeyRoutes(app: App, deps: Deps): void {
+  const tags = ['api keys'];
+
+  app.get(
+    '/api/keys',
+    {
+      config: { auth: ['user'] },
+      schema: {
+        tags,
+        summary: 'Your API keys (never the secrets)',
+        response: { 200: Type.Object({ data: Type.Array(ApiKey) }), ...errors(401) },
+      },
+    },
+    async (request) => ({ data: await listApiKeys(deps, userOf(request)) }),
+  );
+
+  app.post(
+    '/api/keys',
+    {
+      config: { auth: ['user'] },
+      schema: {
+        tags,
+        summary: 'Create an API key; the secret is in this response only',
+        body: Type.Object(
+          {
+            name: Type.String({ minLength: 1, maxLength: 100 }),
+            scopes: Type.Optional(Type.Array(Scope, { maxItems: 50 })),
+            expires_in: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 365 * 86400, description: 'seconds' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: IssuedApiKey, ...errors(400, 401) },
+      },
+    },
+    async (request, reply) =>
+      reply.status(201).send(await createUserApiKey(deps, userOf(request), request.body, clientInfo(request))),
+  );
+
+  app.delete(
+    '/api/keys/:id',
+    {
+      config: { auth: ['user'] },
+      schema: {
+        tags,
+        summary: 'Revoke an API key at once',
+        params: IdParams,
+        response: { 204: Type.Null(), ...errors(401, 404) },
+      },
+    },
+    async (request, reply) => {
+      await revokeApiKey(deps, userOf(request), request.params.id, clientInfo(request));
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/api/keys/:id/rotate',
+    {
+      config: { auth: ['user'] },
+      schema: {
+        tags,
+        summary: 'New secret for a key; the old one keeps working for the overlap',
+        params: IdParams,
+        body: Type.Optional(
+          Type.Object(
+            { overlap_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86400 })) },
+            { additionalProperties: false },
+          ),
+        ),
+        response: {
+          201: Type.Composite([IssuedApiKey, Type.Object({ previous_key_expires_at: Timestamp })]),
+          ...errors(400, 401, 404),
+        },
+      },
+    },
+    async (request, reply) =>
+      reply
+        .status(201)
+        .send(await rotateApiKey(deps, userOf(request), request.params.id, request.body ?? {}, clientInfo(request))),
+  );
+
+  app.post(
+    '/api/keys/verify',
+    {
+      config: { auth: ['service'] },
+      schema: {
+        tags,
+        summary: 'For app backends (tenant service key): is this API key good? Always 200; the outcome is in `code`',
+        body: Type.Object({ key: Type.String({ maxLength: 512 }) }),
+        response: { 200: VerifyResponse, ...errors(400, 401, 403) },
+      },
+    },
+    (request) => verifyApiKey(deps, serviceOf(request).tenantId, request.body.key),
+  );
+}

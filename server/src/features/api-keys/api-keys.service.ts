@@ -1,0 +1,203 @@
+import type { Kysely } from 'kysely';
+import { json } from '../../db/index.js';
+import type { Database } from '../../db/schema.js';
+import type { Deps } from '../../deps.js';
+import { notFound } from '../../errors.js';
+import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
+import { API_KEY_PREFIX } from '../../lib/key-prefixes.js';
+import { createSecret, hasValidChecksum, sha256, visibleStart } from '../../lib/tokens.js';
+import { recordAudit } from '../audit/audit.service.js';
+import {
+  type ApiKeyRow,
+  findApiKey,
+  findApiKeyByHash,
+  insertApiKey,
+  listApiKeys as listRows,
+  updateApiKey,
+} from './api-keys.repo.js';
+
+export const PRIMARY_KEY_NAME = 'Primary API Key';
+
+export function presentApiKey(row: ApiKeyRow) {
+  const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+  return {
+    id: row.id,
+    name: row.name,
+    start: row.start,
+    scopes: json.read<string[]>(row.scopes, []),
+    created_at: new Date(row.created_at).toISOString(),
+    last_used_at: iso(row.last_used_at),
+    expires_at: iso(row.expires_at),
+  };
+}
+
+/** Creates a key on the caller's transaction; the plaintext is returned here and never again. */
+export async function createApiKey(
+  trx: Kysely<Database>,
+  deps: Deps,
+  input: {
+    tenantId: string;
+    userId: string;
+    name: string;
+    scopes: string[];
+    expiresAt: number | null;
+    client: ClientInfo;
+  },
+): Promise<{ row: ApiKeyRow; key: string }> {
+  const key = createSecret(API_KEY_PREFIX);
+  const row: ApiKeyRow = {
+    id: deps.ids.next('key'),
+    tenant_id: input.tenantId,
+    user_id: input.userId,
+    name: input.name,
+    start: visibleStart(key),
+    key_hash: sha256(key),
+    scopes: json.write([...new Set(input.scopes)]),
+    created_at: deps.clock.now(),
+    last_used_at: null,
+    expires_at: input.expiresAt,
+    revoked_at: null,
+    rotated_to: null,
+  };
+  await insertApiKey(trx, row);
+  await recordAudit(trx, deps, {
+    tenantId: input.tenantId,
+    action: 'api_key.created',
+    actor: { type: 'user', id: input.userId },
+    target: { type: 'api_key', id: row.id },
+    client: input.client,
+    data: { name: input.name },
+  });
+  return { row, key };
+}
+
+export async function createUserApiKey(
+  deps: Deps,
+  principal: UserPrincipal,
+  input: { name: string; scopes?: string[]; expires_in?: number },
+  client: ClientInfo,
+) {
+  const expiresAt = input.expires_in === undefined ? null : deps.clock.now() + input.expires_in * 1000;
+  const { row, key } = await deps.db.kysely.transaction().execute((trx) =>
+    createApiKey(trx, deps, {
+      tenantId: principal.tenantId,
+      userId: principal.userId,
+      name: input.name,
+      scopes: input.scopes ?? [],
+      expiresAt,
+      client,
+    }),
+  );
+  return { ...presentApiKey(row), key };
+}
+
+export async function listApiKeys(deps: Deps, principal: UserPrincipal) {
+  const now = deps.clock.now();
+  const rows = await listRows(deps.db.kysely, principal.tenantId, principal.userId);
+  return rows.filter((row) => row.expires_at === null || row.expires_at > now).map(presentApiKey);
+}
+
+async function ownKey(deps: Deps, principal: UserPrincipal, id: string): Promise<ApiKeyRow> {
+  const row = await findApiKey(deps.db.kysely, principal.tenantId, principal.userId, id);
+  if (!row || row.revoked_at !== null) throw notFound('API key');
+  return row;
+}
+
+export async function revokeApiKey(deps: Deps, principal: UserPrincipal, id: string, client: ClientInfo) {
+  await ownKey(deps, principal, id);
+  await deps.db.kysely.transaction().execute(async (trx) => {
+    await updateApiKey(trx, principal.tenantId, id, { revoked_at: deps.clock.now() });
+    await recordAudit(trx, deps, {
+      tenantId: principal.tenantId,
+      action: 'api_key.revoked',
+      actor: { type: 'user', id: principal.userId },
+      target: { type: 'api_key', id },
+      client,
+    });
+  });
+}
+
+/**
+ * Issues a new secret for a key (Unkey's reroll): the new key inherits name, scopes and expiry;
+ * the old one keeps working for the overlap so deployed clients can switch without downtime.
+ */
+export async function rotateApiKey(
+  deps: Deps,
+  principal: UserPrincipal,
+  id: string,
+  input: { overlap_seconds?: number },
+  client: ClientInfo,
+) {
+  const old = await ownKey(deps, principal, id);
+  const now = deps.clock.now();
+  if (old.expires_at !== null && old.expires_at <= now) throw notFound('API key');
+  const overlapMs =
+    input.overlap_seconds === undefined ? deps.config.apiKeys.rotationOverlapMs : input.overlap_seconds * 1000;
+  const oldEnds = Math.min(now + overlapMs, old.expires_at ?? Number.MAX_SAFE_INTEGER);
+  const result = await deps.db.kysely.transaction().execute(async (trx) => {
+    const created = await createApiKey(trx, deps, {
+      tenantId: principal.tenantId,
+      userId: principal.userId,
+      name: old.name,
+      scopes: json.read<string[]>(old.scopes, []),
+      expiresAt: old.expires_at,
+      client,
+    });
+    await updateApiKey(trx, principal.tenantId, id, { expires_at: oldEnds, rotated_to: created.row.id });
+    await recordAudit(trx, deps, {
+      tenantId: principal.tenantId,
+      action: 'api_key.rotated',
+      actor: { type: 'user', id: principal.userId },
+      target: { type: 'api_key', id },
+      client,
+      data: { new_key_id: created.row.id, old_key_expires_at: new Date(oldEnds).toISOString() },
+    });
+    return created;
+  });
+  return { ...presentApiKey(result.row), key: result.key, previous_key_expires_at: new Date(oldEnds).toISOString() };
+}
+
+export type VerifyCode = 'VALID' | 'NOT_FOUND' | 'EXPIRED' | 'REVOKED' | 'DISABLED';
+
+export interface KeyCheck {
+  code: VerifyCode;
+  row?: ApiKeyRow & { role: 'user' | 'admin' | 'operator'; user_disabled_at: number | null };
+}
+
+/** Checks a presented key: format and checksum first (no database work for typos), then the hash. */
+export async function checkApiKey(deps: Deps, key: string, tenantId?: string): Promise<KeyCheck> {
+  if (!hasValidChecksum(key, API_KEY_PREFIX)) return { code: 'NOT_FOUND' };
+  const row = await findApiKeyByHash(deps.db.kysely, sha256(key));
+  if (!row || (tenantId !== undefined && row.tenant_id !== tenantId)) return { code: 'NOT_FOUND' };
+  if (row.revoked_at !== null) return { code: 'REVOKED', row };
+  if (row.expires_at !== null && row.expires_at <= deps.clock.now()) return { code: 'EXPIRED', row };
+  if (row.user_disabled_at !== null) return { code: 'DISABLED', row };
+  deps.lastUsed.mark('api_keys', row.id, deps.clock.now());
+  return { code: 'VALID', row };
+}
+
+export async function resolveApiKeyPrincipal(deps: Deps, key: string): Promise<UserPrincipal | null> {
+  const { code, row } = await checkApiKey(deps, key);
+  if (code !== 'VALID' || !row) return null;
+  return {
+    kind: 'user',
+    tenantId: row.tenant_id,
+    userId: row.user_id,
+    role: row.role,
+    sessionId: null,
+    apiKeyId: row.id,
+  };
+}
+
+/** Unkey-style verification for app backends: the outcome is data, never an error. */
+export async function verifyApiKey(deps: Deps, tenantId: string, key: string) {
+  const { code, row } = await checkApiKey(deps, key, tenantId);
+  return {
+    valid: code === 'VALID',
+    code,
+    key_id: row?.id ?? null,
+    user_id: row?.user_id ?? null,
+    scopes: row ? json.read<string[]>(row.scopes, []) : [],
+    expires_at: row?.expires_at ? new Date(row.expires_at).toISOString() : null,
+  };
+}

@@ -1,0 +1,160 @@
+import { exportJWK, generateKeyPair, importJWK, type JWK, type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import type { Kysely } from 'kysely';
+import { LRUCache } from 'lru-cache';
+import type { Database } from '../../db/schema.js';
+import type { Ids } from '../../lib/ids.js';
+import type { MasterKey } from '../../lib/master-key.js';
+import { insertActiveSigningKey, listSigningKeys, type SigningKeyRow } from './signing-keys.repo.js';
+
+const ALG = 'ES256';
+
+/** Claims of a Gatehouse access token (issue 2: iss, aud, sub, tid, sid, iat, exp, jti). */
+export interface AccessClaims {
+  sub: string;
+  tid: string;
+  sid: string;
+  exp: number;
+  jti: string;
+}
+
+interface LoadedKey {
+  kid: string;
+  publicJwk: JWK;
+  privateKey: CryptoKey;
+  publicKey: CryptoKey;
+  createdAt: number;
+  retiredAt: number | null;
+}
+
+export interface KeyringDeps {
+  db: Kysely<Database>;
+  masterKey: MasterKey;
+  ids: Ids;
+  now: () => number;
+  issuer: string;
+  /** Retired keys stay published this long: no token they signed can outlive it. */
+  maxAccessTtlMs: number;
+}
+
+export interface Keyring {
+  /** Loads keys from the database, creating the first one on an empty database. */
+  load(): Promise<void>;
+  signAccessToken(claims: { sub: string; tid: string; sid: string; jti: string }, ttlMs: number): Promise<string>;
+  /** Verified claims, or null for any token we did not issue or that is no longer valid. */
+  verifyAccessToken(token: string): Promise<AccessClaims | null>;
+  jwks(): { keys: JWK[] };
+  /** Adds a new active key; the old one stays in the JWKS until its tokens have expired. */
+  rotate(): Promise<string>;
+}
+
+/**
+ * ES256 signing keys shared by every instance through the database, private halves sealed under
+ * the master key. Verified tokens are cached until they expire, so a hot bearer token costs a
+ * map lookup instead of an ECDSA verification (issue 2's benchmark expects this).
+ */
+export function createKeyring(deps: KeyringDeps): Keyring {
+  let keys = new Map<string, LoadedKey>();
+  let active: LoadedKey | undefined;
+  let lastReload = 0;
+  const verified = new LRUCache<string, AccessClaims>({ max: 20_000 });
+
+  const aad = (kid: string) => `signing_key:${kid}`;
+
+  async function loadRow(row: SigningKeyRow): Promise<LoadedKey> {
+    const publicJwk = JSON.parse(row.public_jwk) as JWK;
+    const privateJwk = JSON.parse(deps.masterKey.open(row.private_sealed, aad(row.id)).toString('utf8')) as JWK;
+    return {
+      kid: row.id,
+      publicJwk,
+      privateKey: (await importJWK(privateJwk, ALG)) as CryptoKey,
+      publicKey: (await importJWK(publicJwk, ALG)) as CryptoKey,
+      createdAt: row.created_at,
+      retiredAt: row.retired_at,
+    };
+  }
+
+  async function reload(): Promise<void> {
+    const rows = await listSigningKeys(deps.db);
+    const next = new Map<string, LoadedKey>();
+    for (const row of rows) next.set(row.id, keys.get(row.id) ?? (await loadRow(row)));
+    keys = next;
+    active = [...next.values()].filter((k) => k.retiredAt === null).at(-1);
+    lastReload = deps.now();
+  }
+
+  async function rotate(): Promise<string> {
+    const { privateKey, publicKey } = await generateKeyPair(ALG, { extractable: true });
+    const kid = deps.ids.next('sgk');
+    const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: 'sig' };
+    const privateJwk = await exportJWK(privateKey);
+    await insertActiveSigningKey(deps.db, {
+      id: kid,
+      alg: ALG,
+      public_jwk: JSON.stringify(publicJwk),
+      private_sealed: deps.masterKey.seal(JSON.stringify(privateJwk), aad(kid)),
+      created_at: deps.now(),
+      retired_at: null,
+    });
+    await reload();
+    return kid;
+  }
+
+  const isPublished = (key: LoadedKey) => key.retiredAt === null || key.retiredAt + deps.maxAccessTtlMs > deps.now();
+
+  return {
+    async load() {
+      await reload();
+      if (!active) await rotate();
+    },
+    rotate,
+    async signAccessToken(claims, ttlMs) {
+      // Another instance may have rotated: pick up its key within a minute.
+      if (deps.now() - lastReload > 60_000) await reload();
+      if (!active) throw new Error('No active signing key');
+      const nowSeconds = Math.floor(deps.now() / 1000);
+      return new SignJWT({ tid: claims.tid, sid: claims.sid })
+        .setProtectedHeader({ alg: ALG, kid: active.kid, typ: 'at+jwt' })
+        .setIssuer(deps.issuer)
+        .setAudience(claims.tid)
+        .setSubject(claims.sub)
+        .setJti(claims.jti)
+        .setIssuedAt(nowSeconds)
+        .setExpirationTime(nowSeconds + Math.floor(ttlMs / 1000))
+        .sign(active.privateKey);
+    },
+    async verifyAccessToken(token) {
+      const cached = verified.get(token);
+      if (cached) return cached.exp * 1000 > deps.now() ? cached : null;
+      try {
+        const { payload } = await jwtVerify(
+          token,
+          async (header) => {
+            let key = header.kid ? keys.get(header.kid) : undefined;
+            if (!key && header.kid && deps.now() - lastReload > 5_000) {
+              await reload();
+              key = keys.get(header.kid);
+            }
+            if (!key || !isPublished(key)) throw new Error('unknown key');
+            return key.publicKey;
+          },
+          // Pinned algorithm and issuer (DESIGN security rules); audience is checked against tid below.
+          { algorithms: [ALG], issuer: deps.issuer, currentDate: new Date(deps.now()), typ: 'at+jwt' },
+        );
+        const claims = toClaims(payload);
+        if (!claims) return null;
+        verified.set(token, claims, { ttl: Math.max(1, claims.exp * 1000 - deps.now()) });
+        return claims;
+      } catch {
+        return null;
+      }
+    },
+    jwks: () => ({ keys: [...keys.values()].filter(isPublished).map((k) => k.publicJwk) }),
+  };
+}
+
+function toClaims(payload: JWTPayload): AccessClaims | null {
+  const { sub, tid, sid, exp, jti, aud } = payload as JWTPayload & { tid?: unknown; sid?: unknown };
+  if (typeof sub !== 'string' || typeof tid !== 'string' || typeof sid !== 'string') return null;
+  if (typeof exp !== 'number' || typeof jti !== 'string' || aud !== tid) return null;
+  return { sub, tid, sid, exp, jti };
+}

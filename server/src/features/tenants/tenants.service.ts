@@ -1,0 +1,210 @@
+import type { Config } from '../../config.js';
+import type { Deps } from '../../deps.js';
+import { AppError, notFound } from '../../errors.js';
+import type { Actor } from '../../http/principal.js';
+import { createSecret } from '../../lib/tokens.js';
+import { recordAudit } from '../audit/audit.service.js';
+import {
+  findTenant,
+  insertTenant,
+  listAllTenants,
+  listTenants as listTenantRows,
+  updateTenant as updateTenantRow,
+} from './tenants.repo.js';
+import type { EffectiveSettings, Tenant, TenantSettings } from './tenants.types.js';
+
+export const DEFAULT_TENANT_SLUG = 'default';
+
+export function effectiveSettings(config: Config, tenant: Tenant): EffectiveSettings {
+  const s = tenant.settings;
+  const seconds = (value: number | undefined, fallbackMs: number) => (value !== undefined ? value * 1000 : fallbackMs);
+  return {
+    accessTtlMs: seconds(s.access_token_ttl_seconds, config.tokens.accessTtlMs),
+    refreshIdleTtlMs: seconds(s.refresh_token_idle_ttl_seconds, config.tokens.refreshIdleTtlMs),
+    refreshAbsoluteTtlMs: seconds(s.refresh_token_absolute_ttl_seconds, config.tokens.refreshAbsoluteTtlMs),
+    allowedOrigins: s.allowed_origins ?? [],
+    passwordPolicy: {
+      // OWASP ASVS 5.0 V6.2: at least 8 characters, at least 64 allowed, no composition rules.
+      minLength: s.password_policy?.min_length ?? 8,
+      maxLength: s.password_policy?.max_length ?? 128,
+      blockCommon: s.password_policy?.block_common ?? true,
+    },
+  };
+}
+
+/** Rejects settings that contradict each other or the instance limits, naming the field. */
+function checkSettings(config: Config, settings: TenantSettings): void {
+  const problems: { field: string; message: string }[] = [];
+  const access = settings.access_token_ttl_seconds;
+  if (access !== undefined && access * 1000 > config.tokens.maxAccessTtlMs) {
+    problems.push({
+      field: 'settings.access_token_ttl_seconds',
+      message: `must be at most ${config.tokens.maxAccessTtlMs / 1000} (MAX_ACCESS_TOKEN_TTL)`,
+    });
+  }
+  const idle = settings.refresh_token_idle_ttl_seconds ?? config.tokens.refreshIdleTtlMs / 1000;
+  const absolute = settings.refresh_token_absolute_ttl_seconds ?? config.tokens.refreshAbsoluteTtlMs / 1000;
+  if (idle > absolute) {
+    problems.push({
+      field: 'settings.refresh_token_idle_ttl_seconds',
+      message: 'must not exceed the absolute lifetime',
+    });
+  }
+  const policy = settings.password_policy;
+  if (policy?.min_length !== undefined && policy.max_length !== undefined && policy.min_length > policy.max_length) {
+    problems.push({ field: 'settings.password_policy.min_length', message: 'must not exceed max_length' });
+  }
+  if (problems.length > 0) {
+    throw new AppError(
+      'validation_failed',
+      `Invalid settings: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`,
+      {
+        details: { fields: problems.map((p) => ({ ...p, in: 'body' })) },
+      },
+    );
+  }
+}
+
+function slugify(name: string): string {
+  return name
+    .toLowerCase()
+    .normalize('NFKD')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 48);
+}
+
+export async function createTenant(
+  deps: Deps,
+  actor: Actor,
+  input: { name: string; slug?: string; settings?: TenantSettings },
+): Promise<Tenant> {
+  const settings = input.settings ?? {};
+  checkSettings(deps.config, settings);
+  const slug = input.slug ?? slugify(input.name);
+  if (!/^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$/.test(slug)) {
+    throw new AppError('validation_failed', 'slug must be 1-48 lowercase letters, digits or dashes', {
+      details: { fields: [{ field: 'slug', in: 'body', message: 'must match ^[a-z0-9-]+$' }] },
+    });
+  }
+  const now = deps.clock.now();
+  const tenant: Tenant = {
+    id: deps.ids.next('ten'),
+    slug,
+    name: input.name,
+    publishableKey: createSecret('pk'),
+    settings,
+    createdAt: now,
+    updatedAt: now,
+  };
+  await deps.db.kysely.transaction().execute(async (trx) => {
+    await insertTenant(trx, tenant);
+    await recordAudit(trx, deps, {
+      tenantId: tenant.id,
+      action: 'tenant.created',
+      actor,
+      target: { type: 'tenant', id: tenant.id },
+    });
+  });
+  return tenant;
+}
+
+/** The tenant that unauthenticated calls without a tenant header belong to; created on first start. */
+export async function ensureDefaultTenant(deps: Deps, actor: Actor): Promise<Tenant> {
+  const existing = await findTenant(deps.db.kysely, { slug: DEFAULT_TENANT_SLUG });
+  if (existing) return existing;
+  try {
+    return await createTenant(deps, actor, { name: 'Default', slug: DEFAULT_TENANT_SLUG });
+  } catch (error) {
+    // Another instance starting at the same moment created it first.
+    const created = await findTenant(deps.db.kysely, { slug: DEFAULT_TENANT_SLUG });
+    if (created) return created;
+    throw error;
+  }
+}
+
+async function cached(deps: Deps, cacheKey: string, load: () => Promise<Tenant | null>): Promise<Tenant | null> {
+  const hit = deps.caches.tenants.get(cacheKey);
+  if (hit) return hit;
+  const tenant = await load();
+  if (tenant) deps.caches.tenants.set(cacheKey, tenant);
+  return tenant;
+}
+
+export function getTenant(deps: Deps, id: string): Promise<Tenant | null> {
+  return cached(deps, `id:${id}`, () => findTenant(deps.db.kysely, { id }));
+}
+
+export function getTenantByPublishableKey(deps: Deps, publishableKey: string): Promise<Tenant | null> {
+  return cached(deps, `pk:${publishableKey}`, () => findTenant(deps.db.kysely, { publishableKey }));
+}
+
+export function getDefaultTenant(deps: Deps): Promise<Tenant | null> {
+  return cached(deps, 'default', () => findTenant(deps.db.kysely, { slug: DEFAULT_TENANT_SLUG }));
+}
+
+export async function requireTenant(deps: Deps, id: string): Promise<Tenant> {
+  const tenant = await getTenant(deps, id);
+  if (!tenant) throw notFound('Tenant');
+  return tenant;
+}
+
+export async function listTenants(deps: Deps, page: { after?: string; limit: number }) {
+  const rows = await listTenantRows(deps.db.kysely, { after: page.after, limit: page.limit + 1 });
+  const data = rows.slice(0, page.limit);
+  return { data, nextCursor: rows.length > page.limit ? (data.at(-1)?.id ?? null) : null };
+}
+
+/** Merges `settings` into the stored overrides (a field set to null returns to the default). */
+export async function updateTenant(
+  deps: Deps,
+  actor: Actor,
+  id: string,
+  input: { name?: string; settings?: Record<string, unknown> },
+): Promise<Tenant> {
+  const tenant = await requireTenant(deps, id);
+  const merged = { ...tenant.settings } as Record<string, unknown>;
+  for (const [key, value] of Object.entries(input.settings ?? {})) {
+    if (value === null) delete merged[key];
+    else if (key === 'password_policy' && typeof value === 'object')
+      merged[key] = { ...tenant.settings.password_policy, ...value };
+    else merged[key] = value;
+  }
+  const settings = merged as TenantSettings;
+  checkSettings(deps.config, settings);
+  const updatedAt = deps.clock.now();
+  await deps.db.kysely.transaction().execute(async (trx) => {
+    await updateTenantRow(trx, id, { name: input.name, settings, updatedAt });
+    await recordAudit(trx, deps, {
+      tenantId: id,
+      action: 'tenant.updated',
+      actor,
+      target: { type: 'tenant', id },
+      data: { fields: Object.keys(input) },
+    });
+  });
+  deps.caches.tenants.clear();
+  originIndexes.delete(deps);
+  return { ...tenant, name: input.name ?? tenant.name, settings, updatedAt };
+}
+
+interface OriginIndex {
+  all: Set<string>;
+  byPublishableKey: Map<string, Set<string>>;
+  loadedAt: number;
+}
+const originIndexes = new WeakMap<Deps, OriginIndex>();
+
+/** Every tenant's CORS allow-list, rebuilt at most every 5 seconds (and after a tenant update). */
+export async function listAllowedOrigins(deps: Deps): Promise<OriginIndex> {
+  const cachedIndex = originIndexes.get(deps);
+  if (cachedIndex && deps.clock.now() - cachedIndex.loadedAt < 5_000) return cachedIndex;
+  const index: OriginIndex = { all: new Set(), byPublishableKey: new Map(), loadedAt: deps.clock.now() };
+  for (const tenant of await listAllTenants(deps.db.kysely)) {
+    const origins = new Set(effectiveSettings(deps.config, tenant).allowedOrigins);
+    index.byPublishableKey.set(tenant.publishableKey, origins);
+    for (const origin of origins) index.all.add(origin);
+  }
+  originIndexes.set(deps, index);
+  return index;
+}

@@ -1,0 +1,27 @@
+/** Per-tenant overrides of the instance defaults; absent fields follow the config. */
+export interface TenantSettings {
+  access_token_ttl_seconds?: number;
+  refresh_token_idle_ttl_seconds?: number;
+  refresh_token_absolute_ttl_seconds?: number;
+  allowed_origins?: string[];
+  password_policy?: { min_length?: number; max_length?: number; block_common?: boolean };
+}
+
+export interface Tenant {
+  id: string;
+  slug: string;
+  name: string;
+  publishableKey: string;
+  settings: TenantSettings;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Settings with every default filled in: what the services actually apply. */
+export interface EffectiveSettings {
+  accessTtlMs: number;
+  refreshIdleTtlMs: number;
+  refreshAbsoluteTtlMs: number;
+  allowedOrigins: string[];
+  passwordPolicy: { minLength: number; maxLength: number; blockCommon: boolean };
+}

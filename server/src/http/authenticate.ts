@@ -1,0 +1,91 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Deps } from '../deps.js';
+import { AppError } from '../errors.js';
+import { resolveApiKeyPrincipal } from '../features/api-keys/api-keys.service.js';
+import { resolveServiceKeyPrincipal } from '../features/service-keys/service-keys.service.js';
+import { resolveAccessTokenPrincipal } from '../features/sessions/sessions.service.js';
+import { API_KEY_PREFIX, SERVICE_KEY_PREFIX } from '../lib/key-prefixes.js';
+import type { ClientInfo, Principal, ServicePrincipal, UserPrincipal } from './principal.js';
+
+/** Who may call a route. Operators pass every 'admin' check; 'public' needs no credential. */
+export type Access = 'user' | 'admin' | 'operator' | 'service';
+export type RouteAuth = 'public' | readonly Access[];
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    auth?: RouteAuth;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
+
+/** Resolves the bearer credential: API key first (seed 000), then service key, then access JWT. */
+export async function resolvePrincipal(deps: Deps, authorization: string | undefined): Promise<Principal | null> {
+  if (authorization === undefined) return null;
+  const match = BEARER.exec(authorization);
+  if (!match) throw new AppError('invalid_token', 'Authorization header must be "Bearer <token>"');
+  const token = match[1];
+  const principal = token.startsWith(`${API_KEY_PREFIX}_`)
+    ? await resolveApiKeyPrincipal(deps, token)
+    : token.startsWith(`${SERVICE_KEY_PREFIX}_`)
+      ? await resolveServiceKeyPrincipal(deps, token)
+      : await resolveAccessTokenPrincipal(deps, token);
+  if (!principal) throw new AppError('invalid_token', 'The bearer token is invalid, expired or revoked');
+  return principal;
+}
+
+function allows(access: readonly Access[], principal: Principal): boolean {
+  if (principal.kind === 'service') return access.includes('service');
+  if (principal.role === 'operator') return true;
+  if (principal.role === 'admin' && access.includes('admin')) return true;
+  return access.includes('user');
+}
+
+/**
+ * Deny by default (DESIGN: a route that declares no access fails to register), then one
+ * onRequest hook that authenticates and authorises every route from its `config.auth`.
+ */
+export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
+  app.decorateRequest('principal', null);
+  app.addHook('onRoute', (route) => {
+    if (route.config?.auth === undefined) {
+      throw new Error(`Route ${route.method} ${route.url} declares no config.auth (public or a list of principals)`);
+    }
+  });
+  app.addHook('onRequest', async (request) => {
+    const auth = request.routeOptions.config?.auth;
+    if (auth === undefined || auth === 'public') return;
+    const principal = await resolvePrincipal(deps, request.headers.authorization);
+    if (!principal) {
+      throw new AppError(
+        'unauthorized',
+        'Authentication required: send Authorization: Bearer <access token or API key>',
+        {
+          headers: { 'www-authenticate': 'Bearer' },
+        },
+      );
+    }
+    if (!allows(auth, principal)) throw new AppError('forbidden', 'This credential may not call this endpoint');
+    request.principal = principal;
+  });
+}
+
+export function userOf(request: FastifyRequest): UserPrincipal {
+  const principal = request.principal;
+  if (principal?.kind !== 'user') throw new AppError('forbidden', 'This endpoint needs a user credential');
+  return principal;
+}
+
+export function serviceOf(request: FastifyRequest): ServicePrincipal {
+  const principal = request.principal;
+  if (principal?.kind !== 'service') throw new AppError('forbidden', 'This endpoint needs a tenant service key');
+  return principal;
+}
+
+export function clientInfo(request: FastifyRequest): ClientInfo {
+  const userAgent = request.headers['user-agent'];
+  return { ip: request.ip ?? null, userAgent: userAgent ? userAgent.slice(0, 512) : null };
+}

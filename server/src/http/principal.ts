@@ -1,0 +1,40 @@
+/** Who is calling (DESIGN: operator, tenant admin, user, service). */
+export type Principal = UserPrincipal | ServicePrincipal;
+
+export interface UserPrincipal {
+  kind: 'user';
+  tenantId: string;
+  userId: string;
+  role: 'user' | 'admin' | 'operator';
+  /** Set when the caller used an access token of this session. */
+  sessionId: string | null;
+  /** Set when the caller used an API key. */
+  apiKeyId: string | null;
+}
+
+export interface ServicePrincipal {
+  kind: 'service';
+  tenantId: string;
+  serviceKeyId: string;
+}
+
+/** Where a request came from, for sessions and the audit log. */
+export interface ClientInfo {
+  ip: string | null;
+  userAgent: string | null;
+}
+
+/** The actor recorded in the audit log. */
+export interface Actor {
+  type: 'user' | 'service' | 'system' | 'anonymous';
+  id: string | null;
+}
+
+export function actorOf(principal: Principal | null): Actor {
+  if (!principal) return { type: 'anonymous', id: null };
+  return principal.kind === 'user'
+    ? { type: 'user', id: principal.userId }
+    : { type: 'service', id: principal.serviceKeyId };
+}
+
+export const SYSTEM_ACTOR: Actor = { type: 'system', id: null };

@@ -1,0 +1,49 @@
+import type { Redis } from 'ioredis';
+import {
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterPostgres,
+  RateLimiterRedis,
+  RateLimiterRes,
+} from 'rate-limiter-flexible';
+import type { Db } from './db/index.js';
+
+export interface LimiterOptions {
+  keyPrefix: string;
+  points: number;
+  /** Window, seconds. */
+  duration: number;
+  /** Once the points are used up, block for this long (seconds); 0 = until the window ends. */
+  blockDuration?: number;
+}
+
+export type LimiterFactory = (options: LimiterOptions) => RateLimiterAbstract;
+
+/**
+ * Where counters live, so several instances share one count (DESIGN: limits hold exactly across
+ * instances): Redis when configured, else PostgreSQL when that is the database, else memory
+ * (SQLite mode is one instance by design). With Redis, an in-memory insurance limiter takes over
+ * while Redis is unreachable, so requests keep being served.
+ */
+export function createLimiterFactory(db: Db, redis: Redis | undefined): LimiterFactory {
+  if (redis) {
+    return (options) =>
+      new RateLimiterRedis({
+        ...options,
+        storeClient: redis,
+        rejectIfRedisNotReady: true,
+        insuranceLimiter: new RateLimiterMemory(options),
+      });
+  }
+  if (db.pgPool) {
+    const pool = db.pgPool;
+    return (options) =>
+      new RateLimiterPostgres({ ...options, storeClient: pool, tableName: 'rate_limits', tableCreated: true });
+  }
+  return (options) => new RateLimiterMemory(options);
+}
+
+/** rate-limiter-flexible rejects with a RateLimiterRes when points run out, with an Error otherwise. */
+export function isLimited(error: unknown): error is RateLimiterRes {
+  return error instanceof RateLimiterRes;
+}
