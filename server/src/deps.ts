@@ -40,6 +40,8 @@ export interface DepsOptions {
   /** Overrides the database chosen by config (the test harness uses in-memory SQLite or a schema). */
   dbOptions?: DbOptions;
   clock?: Clock;
+  /** Prefix of rate-limit keys in shared stores (tests isolate each harness with their own). */
+  limiterNamespace?: string;
   /** Process-wide metrics (CPU, memory, event loop); off in tests where many apps share a process. */
   defaultMetrics?: boolean;
 }
@@ -78,7 +80,7 @@ export function createDeps(options: DepsOptions): Deps {
       maxAccessTtlMs: config.tokens.maxAccessTtlMs,
     }),
     passwords: createPasswordHasher(config.hashing),
-    limiter: createLimiterFactory(db, redis),
+    limiter: createLimiterFactory(db, redis, options.limiterNamespace),
     redis,
     metrics,
     lastUsed: createLastUsedBuffer(db.kysely),

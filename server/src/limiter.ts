@@ -25,22 +25,23 @@ export type LimiterFactory = (options: LimiterOptions) => RateLimiterAbstract;
  * (SQLite mode is one instance by design). With Redis, an in-memory insurance limiter takes over
  * while Redis is unreachable, so requests keep being served.
  */
-export function createLimiterFactory(db: Db, redis: Redis | undefined): LimiterFactory {
+export function createLimiterFactory(db: Db, redis: Redis | undefined, namespace = 'gh'): LimiterFactory {
+  const scoped = (options: LimiterOptions) => ({ ...options, keyPrefix: `${namespace}:${options.keyPrefix}` });
   if (redis) {
     return (options) =>
       new RateLimiterRedis({
-        ...options,
+        ...scoped(options),
         storeClient: redis,
         rejectIfRedisNotReady: true,
-        insuranceLimiter: new RateLimiterMemory(options),
+        insuranceLimiter: new RateLimiterMemory(scoped(options)),
       });
   }
   if (db.pgPool) {
     const pool = db.pgPool;
     return (options) =>
-      new RateLimiterPostgres({ ...options, storeClient: pool, tableName: 'rate_limits', tableCreated: true });
+      new RateLimiterPostgres({ ...scoped(options), storeClient: pool, tableName: 'rate_limits', tableCreated: true });
   }
-  return (options) => new RateLimiterMemory(options);
+  return (options) => new RateLimiterMemory(scoped(options));
 }
 
 /** rate-limiter-flexible rejects with a RateLimiterRes when points run out, with an Error otherwise. */

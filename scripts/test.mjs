@@ -1,0 +1,23 @@
+// Runs every *.test.ts under server/ (and later workspaces) with node:test through tsx.
+// Node 20's --test does not expand globs, so the files are listed here.
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const roots = ['server/src', 'server/test'];
+const files = roots.flatMap((root) =>
+  readdirSync(root, { recursive: true })
+    .map(String)
+    .filter((file) => file.endsWith('.test.ts'))
+    .map((file) => join(root, file)),
+);
+const only = process.argv.slice(2);
+const selected = only.length > 0 ? files.filter((f) => only.some((o) => f.includes(o))) : files;
+if (selected.length === 0) {
+  process.stderr.write('no test files found\n');
+  process.exit(1);
+}
+const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...selected], {
+  stdio: 'inherit',
+});
+process.exit(result.status ?? 1);
