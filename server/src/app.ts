@@ -38,6 +38,10 @@ export async function buildApp(deps: Deps) {
   app.setNotFoundHandler((request) => {
     throw new AppError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}`);
   });
+  // A POST without a body validates as {}, so a client that forgot it hears which fields are required.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && request.routeOptions.schema?.body) request.body = {};
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

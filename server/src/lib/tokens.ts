@@ -22,12 +22,13 @@ function checksumOf(body: string): string {
 
 /**
  * Creates a secret of the form `<prefix>_<32 base62 chars><6 char CRC32>`.
- * 32 base62 characters carry 190 bits from 24 random bytes (≥128 bits, DESIGN security rules);
+ * The body is 23 random bytes (184 bits, ≥128 as DESIGN requires) in 32 base62 characters
+ * (62^32 > 2^184, so it always fits: 24 bytes would not);
  * the CRC32 tail lets secret scanners and our own verifier reject typos and fakes without a
  * database lookup, the way GitHub's token format does.
  */
 export function createSecret(prefix: string): string {
-  const body = toBase62(randomBytes(24), 32);
+  const body = toBase62(randomBytes(23), 32);
   return `${prefix}_${body}${checksumOf(`${prefix}_${body}`)}`;
 }
 

@@ -89,11 +89,9 @@ export function registerApiKeyRoutes(app: App, deps: Deps): void {
         tags,
         summary: 'New secret for a key; the old one keeps working for the overlap',
         params: IdParams,
-        body: Type.Optional(
-          Type.Object(
-            { overlap_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86400 })) },
-            { additionalProperties: false },
-          ),
+        body: Type.Object(
+          { overlap_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 86400 })) },
+          { additionalProperties: false },
         ),
         response: {
           201: Type.Composite([IssuedApiKey, Type.Object({ previous_key_expires_at: Timestamp })]),
@@ -104,7 +102,7 @@ export function registerApiKeyRoutes(app: App, deps: Deps): void {
     async (request, reply) =>
       reply
         .status(201)
-        .send(await rotateApiKey(deps, userOf(request), request.params.id, request.body ?? {}, clientInfo(request))),
+        .send(await rotateApiKey(deps, userOf(request), request.params.id, request.body, clientInfo(request))),
   );
 
   app.post(

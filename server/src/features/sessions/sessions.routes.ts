@@ -39,12 +39,15 @@ export function registerSessionRoutes(app: App, deps: Deps): void {
       schema: {
         tags,
         summary: 'End this session (API-key callers name it by refresh_token)',
-        body: Type.Optional(Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 512 })) })),
+        body: Type.Object(
+          { refresh_token: Type.Optional(Type.String({ maxLength: 512 })) },
+          { additionalProperties: false },
+        ),
         response: { 204: Type.Null(), ...errors(400, 401) },
       },
     },
     async (request, reply) => {
-      await logout(deps, userOf(request), request.body?.refresh_token, clientInfo(request));
+      await logout(deps, userOf(request), request.body.refresh_token, clientInfo(request));
       return reply.status(204).send(null);
     },
   );
