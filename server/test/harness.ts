@@ -70,7 +70,10 @@ export interface TestTenant {
 
 export const STRONG_PASSWORD = 'correct horse battery staple';
 
-export async function createHarness(env: Record<string, string> = {}): Promise<Harness> {
+export async function createHarness(
+  env: Record<string, string> = {},
+  options: { operator?: boolean } = {},
+): Promise<Harness> {
   let offset = 0;
   const clock = { now: () => Date.now() + offset, advance: (ms: number) => void (offset += ms) };
   const config = loadConfig({
@@ -124,13 +127,16 @@ export async function createHarness(env: Record<string, string> = {}): Promise<H
   const app = await buildApp(deps);
   await app.ready();
 
-  const operator = await register(
-    deps,
-    defaultTenant,
-    { email: `operator-${randomBytes(4).toString('hex')}@example.com`, password: STRONG_PASSWORD },
-    { ip: null, userAgent: 'harness' },
-    'operator',
-  );
+  const operator =
+    options.operator === false
+      ? { access_token: '' }
+      : await register(
+          deps,
+          defaultTenant,
+          { email: `operator-${randomBytes(4).toString('hex')}@example.com`, password: STRONG_PASSWORD },
+          { ip: null, userAgent: 'harness' },
+          'operator',
+        );
 
   const request = async (options: RequestOptions): Promise<TestResponse> => {
     const headers: Record<string, string> = { ...options.headers };

@@ -18,6 +18,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
   }
+  interface FastifyInstance {
+    /** Every route with its declared access, in registration order (the contract test walks it). */
+    accessTable: { method: string; url: string; auth: RouteAuth }[];
+  }
 }
 
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
@@ -50,9 +54,15 @@ function allows(access: readonly Access[], principal: Principal): boolean {
  */
 export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
   app.decorateRequest('principal', null);
+  const accessTable: FastifyInstance['accessTable'] = [];
+  app.decorate('accessTable', accessTable);
   app.addHook('onRoute', (route) => {
-    if (route.config?.auth === undefined) {
+    const auth = route.config?.auth;
+    if (auth === undefined) {
       throw new Error(`Route ${route.method} ${route.url} declares no config.auth (public or a list of principals)`);
+    }
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD') accessTable.push({ method, url: route.url, auth });
     }
   });
   app.addHook('onRequest', async (request) => {
