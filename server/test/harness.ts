@@ -75,7 +75,12 @@ export async function createHarness(
   options: { operator?: boolean } = {},
 ): Promise<Harness> {
   let offset = 0;
-  const clock = { now: () => Date.now() + offset, advance: (ms: number) => void (offset += ms) };
+  const clock = {
+    now: () => Date.now() + offset,
+    advance: (ms: number) => {
+      offset += ms;
+    },
+  };
   const config = loadConfig({
     NODE_ENV: 'test',
     PUBLIC_URL: 'http://gatehouse.test',
