@@ -15,7 +15,6 @@ export type AuditAction =
   | 'user.updated'
   | 'login.succeeded'
   | 'login.failed'
-  | 'login.blocked'
   | 'token.refreshed'
   | 'refresh_token.reuse_detected'
   | 'session.revoked'

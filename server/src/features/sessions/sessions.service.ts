@@ -147,6 +147,13 @@ export async function refreshSession(deps: Deps, refreshToken: string, client: C
         successor_sealed: null,
       });
       await touchSession(trx, row.session_id, { lastUsedAt: now, ip: client.ip, userAgent: client.userAgent });
+      await recordAudit(trx, deps, {
+        tenantId: row.tenant_id,
+        action: 'token.refreshed',
+        actor: { type: 'user', id: row.user_id },
+        target: { type: 'session', id: row.session_id },
+        client,
+      });
       return true;
     });
     if (won) return pair;
