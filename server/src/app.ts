@@ -93,7 +93,7 @@ export async function buildApp(deps: Deps) {
   return app;
 }
 
-/** Periodic work owned by the app's lifetime: flush last-used times, prune spent refresh tokens. */
+/** Periodic work owned by the app's lifetime: flush last-used times, prune refresh tokens, reload signing keys. */
 function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<void>) => unknown }, deps: Deps) {
   const every = (ms: number, task: () => Promise<void>, what: string) => {
     const timer = setInterval(() => task().catch((error) => deps.log.error({ err: error }, `${what} failed`)), ms);
@@ -103,6 +103,7 @@ function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<v
   const timers = [
     every(5_000, () => deps.lastUsed.flush(), 'last-used flush'),
     every(60_000, () => pruneSessions(deps), 'refresh token pruning'),
+    every(60_000, () => deps.keyring.refresh(), 'signing key refresh'),
   ];
   app.addHook('onClose', async () => {
     for (const timer of timers) clearInterval(timer);

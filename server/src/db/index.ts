@@ -13,6 +13,8 @@ export interface Db {
   dialect: Dialect;
   /** The pg pool when on PostgreSQL (rate limiter stores and LISTEN/NOTIFY need it). */
   pgPool?: pg.Pool;
+  /** The PostgreSQL schema in use when not the default search path. */
+  schema?: string;
   close(): Promise<void>;
 }
 
@@ -53,7 +55,7 @@ export function createDb(options: DbOptions): Db {
     options: options.schema ? `-c search_path=${options.schema}` : undefined,
   });
   const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { kysely, dialect: 'postgres', pgPool: pool, close: () => kysely.destroy() };
+  return { kysely, dialect: 'postgres', pgPool: pool, schema: options.schema, close: () => kysely.destroy() };
 }
 
 /** Runs every pending migration; throws with the failing migration's error. */
@@ -61,6 +63,8 @@ export async function migrateToLatest(db: Db): Promise<string[]> {
   const migrator = new Migrator({
     db: db.kysely,
     provider: { getMigrations: async () => migrations },
+    // Kysely looks for its bookkeeping tables in every schema unless told which one is ours.
+    migrationTableSchema: db.schema,
   });
   const { error, results } = await migrator.migrateToLatest();
   if (error) throw error instanceof Error ? error : new Error(String(error));

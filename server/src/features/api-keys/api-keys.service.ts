@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { json } from '../../db/index.js';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
-import { notFound } from '../../errors.js';
+import { AppError, notFound } from '../../errors.js';
 import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
 import { API_KEY_PREFIX } from '../../lib/key-prefixes.js';
 import { createSecret, hasValidChecksum, sha256, visibleStart } from '../../lib/tokens.js';
@@ -131,6 +131,12 @@ export async function rotateApiKey(
   const old = await ownKey(deps, principal, id);
   const now = deps.clock.now();
   if (old.expires_at !== null && old.expires_at <= now) throw notFound('API key');
+  if (old.rotated_to !== null) {
+    // Its expiry is now the end of the overlap, not the key's own: rotate the successor instead.
+    throw new AppError('conflict', `This key was already rotated; rotate ${old.rotated_to} instead`, {
+      details: { successor_id: old.rotated_to },
+    });
+  }
   const overlapMs =
     input.overlap_seconds === undefined ? deps.config.apiKeys.rotationOverlapMs : input.overlap_seconds * 1000;
   const oldEnds = Math.min(now + overlapMs, old.expires_at ?? Number.MAX_SAFE_INTEGER);

@@ -45,9 +45,7 @@ async function rotate(token: string, id: string, body?: Record<string, unknown>)
 
 /**
  * A clock mover for one test: moves the shared test clock and moves it back when the test ends,
- * so later tests (and the harness operator's 15-minute token) run at real time again. Tests sign
- * in before moving the clock: a sign-in more than a minute after the keyring last loaded
- * deadlocks on SQLite (the BUG test in signing-keys.test.ts).
+ * so later tests (and the harness operator's 15-minute token) run at real time again.
  */
 function clockFor(t: TestContext): (ms: number) => void {
   let moved = 0;
@@ -311,18 +309,21 @@ describe('POST /api/keys/:id/rotate', () => {
     assert.equal((await me(fresh.key)).status, 200);
   });
 
-  it('BUG: 201 rotating a key again during its overlap keeps the key’s own expiry for the new key', async () => {
-    // BUG: rotateApiKey copies old.expires_at into the new key, but after a first rotation that
-    // column holds the old key's overlap end, not the key's lifetime. Rotating the same key a
-    // second time (it is still listed during the overlap) issues a key that silently dies when
-    // the overlap ends (24h), although the original key never expired.
+  it('409 rotating an already rotated key names its successor, which keeps the original expiry', async () => {
     const t = await h.tenant();
     const user = await t.user();
     const old = await createKey(user.accessToken, { name: 'never expires' });
-    await rotate(user.accessToken, old.id);
+    const fresh = await rotate(user.accessToken, old.id);
     const second = await h.request({ method: 'POST', url: `/api/keys/${old.id}/rotate`, token: user.accessToken });
-    assert.equal(second.status, 201, second.text);
-    assert.equal(second.body.expires_at, null, 'the original key had no expiry, so neither should its successor');
+    assert.equal(second.status, 409, second.text);
+    assert.equal(second.body.error.code, 'conflict');
+    assert.equal(second.body.error.details.successor_id, fresh.id);
+    const again = await rotate(user.accessToken, fresh.id);
+    assert.equal(
+      again.expires_at,
+      null,
+      'the original key had no expiry, so neither has the successor of its successor',
+    );
   });
 
   it('404 for another user’s key and another tenant’s key, and for an expired key', async (ctx) => {

@@ -45,6 +45,8 @@ export interface Keyring {
   jwks(): { keys: JWK[] };
   /** Adds a new active key; the old one stays in the JWKS until its tokens have expired. */
   rotate(): Promise<string>;
+  /** Re-reads the keys, picking up another instance's rotation (called every minute). */
+  refresh(): Promise<void>;
 }
 
 /**
@@ -76,7 +78,11 @@ export function createKeyring(deps: KeyringDeps): Keyring {
   async function reload(): Promise<void> {
     const rows = await listSigningKeys(deps.db);
     const next = new Map<string, LoadedKey>();
-    for (const row of rows) next.set(row.id, keys.get(row.id) ?? (await loadRow(row)));
+    for (const row of rows) {
+      const known = keys.get(row.id);
+      // Keep the decrypted key material, but always take the retirement time from the database.
+      next.set(row.id, known ? { ...known, retiredAt: row.retired_at } : await loadRow(row));
+    }
     keys = next;
     active = [...next.values()].filter((k) => k.retiredAt === null).at(-1);
     lastReload = deps.now();
@@ -107,9 +113,10 @@ export function createKeyring(deps: KeyringDeps): Keyring {
       if (!active) await rotate();
     },
     rotate,
+    refresh: reload,
     async signAccessToken(claims, ttlMs) {
-      // Another instance may have rotated: pick up its key within a minute.
-      if (deps.now() - lastReload > 60_000) await reload();
+      // No database work here: callers sign inside their transaction, and on SQLite a second
+      // query from outside it would wait for it forever. `refresh()` runs on a timer instead.
       if (!active) throw new Error('No active signing key');
       const nowSeconds = Math.floor(deps.now() / 1000);
       return new SignJWT({ tid: claims.tid, sid: claims.sid })

@@ -150,12 +150,9 @@ describe('signing key rotation', () => {
     assert.equal((await me(afterRotation.accessToken)).status, 200);
   });
 
-  it('BUG: a retired key leaves the JWKS once no token it signed can still be valid (MAX_ACCESS_TOKEN_TTL)', async (ctx) => {
-    // BUG: the keyring's reload() reuses the already-loaded key objects (keys.get(row.id) ?? ...),
-    // so a key loaded while active keeps retiredAt = null in memory after it is retired. It is
-    // then published, and trusted by verifyAccessToken, forever (until a restart), although
-    // rotate() promises it leaves once its tokens have expired: rotating away a leaked key never
-    // cuts it off.
+  it('a retired key leaves the JWKS once no token it signed can still be valid (MAX_ACCESS_TOKEN_TTL)', async (ctx) => {
+    // Regression: reload() once kept the in-memory retiredAt of keys it had already loaded, so a
+    // retired key stayed published and trusted until a restart.
     const advance = clockFor(ctx);
     const retiring = await h.deps.keyring.rotate();
     await h.deps.keyring.rotate();
@@ -216,18 +213,10 @@ describe('forged tokens', () => {
 });
 
 describe('keyring reload', () => {
-  // SQLite only: PostgreSQL takes another pooled connection, and a second harness in one process
-  // cannot migrate there (Kysely's migrator finds the first schema's migration tables).
-  const onPostgres = process.env.TEST_DATABASE_URL ? 'SQLite only' : false;
-  it('BUG: a sign-in more than a minute after the keyring last loaded completes instead of deadlocking SQLite', {
-    skip: onPostgres,
-  }, async () => {
-    // BUG: register and login sign the access token inside their transaction (startSession ->
-    // mintPair -> keyring.signAccessToken). When the keyring last reloaded over 60s ago,
-    // signAccessToken reloads from deps.db, outside that transaction. SQLite has one connection,
-    // held by the transaction, so the reload waits for it forever: the sign-in never answers and
-    // every later query queues behind it. In production this hits the first sign-in after any
-    // quiet minute.
+  it('a sign-in more than a minute after the keyring last loaded completes (no deadlock on SQLite)', async () => {
+    // Regression: signing once reloaded keys from deps.db when they were a minute old, inside the
+    // sign-in transaction; SQLite's single connection was held by that transaction, so the
+    // reload waited for it forever. Keys now reload on a timer, never while signing.
     // Its own harness, because a deadlocked one cannot be used or closed afterwards.
     const own = await createHarness();
     const t = await own.tenant();

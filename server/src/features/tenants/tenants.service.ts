@@ -69,6 +69,7 @@ function slugify(name: string): string {
   return name
     .toLowerCase()
     .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+|-+$/g, '')
     .slice(0, 48);
@@ -106,6 +107,7 @@ export async function createTenant(
       target: { type: 'tenant', id: tenant.id },
     });
   });
+  originIndexes.delete(deps);
   return tenant;
 }
 
