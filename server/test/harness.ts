@@ -20,6 +20,11 @@ export interface Harness {
   deps: Deps;
   /** Test clock: real time plus whatever `advance` added. */
   clock: { now(): number; advance(ms: number): void };
+  /**
+   * Moves the clock for one test and moves it back when that test ends, so later tests (and the
+   * operator's 15-minute token) run at real time again.
+   */
+  clockFor(test: { after(fn: () => void): void }): (ms: number) => void;
   operator: { token: string };
   /** Every log line written so far (level follows TEST_LOG_LEVEL, default debug). */
   logs: string[];
@@ -250,6 +255,14 @@ export async function createHarness(
     app,
     deps,
     clock,
+    clockFor(test) {
+      let moved = 0;
+      test.after(() => clock.advance(-moved));
+      return (ms) => {
+        moved += ms;
+        clock.advance(ms);
+      };
+    },
     operator: { token: operator.access_token },
     logs,
     request,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it, type TestContext } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { createHarness, type Harness, type TestResponse } from '../../../test/harness.js';
 import { createSecret } from '../../lib/tokens.js';
 
@@ -41,19 +41,6 @@ async function rotate(token: string, id: string, body?: Record<string, unknown>)
   const res = await h.request({ method: 'POST', url: `/api/keys/${id}/rotate`, token, body });
   assert.equal(res.status, 201, res.text);
   return res.body as IssuedKey & { previous_key_expires_at: string };
-}
-
-/**
- * A clock mover for one test: moves the shared test clock and moves it back when the test ends,
- * so later tests (and the harness operator's 15-minute token) run at real time again.
- */
-function clockFor(t: TestContext): (ms: number) => void {
-  let moved = 0;
-  t.after(() => h.clock.advance(-moved));
-  return (ms) => {
-    moved += ms;
-    h.clock.advance(ms);
-  };
 }
 
 /** A well-formed key (valid checksum) that the server never issued. */
@@ -173,7 +160,7 @@ describe('API key as bearer', () => {
 
 describe('GET /api/keys', () => {
   it('200 lists only the caller’s live keys: not another user’s, not revoked, not expired', async (ctx) => {
-    const advance = clockFor(ctx);
+    const advance = h.clockFor(ctx);
     const t = await h.tenant();
     const user = await t.user();
     const other = await t.user();
@@ -256,7 +243,7 @@ describe('DELETE /api/keys/:id', () => {
 
 describe('POST /api/keys/:id/rotate', () => {
   it('201 issues a new secret with the same name, scopes and expiry; the old key works until the default 24h overlap ends', async (ctx) => {
-    const advance = clockFor(ctx);
+    const advance = h.clockFor(ctx);
     const t = await h.tenant();
     const user = await t.user();
     const service = await t.serviceKey();
@@ -287,7 +274,7 @@ describe('POST /api/keys/:id/rotate', () => {
   });
 
   it('201 with overlap_seconds ends the old key after that many seconds', async (ctx) => {
-    const advance = clockFor(ctx);
+    const advance = h.clockFor(ctx);
     const t = await h.tenant();
     const user = await t.user();
     const old = await createKey(user.accessToken);
@@ -327,7 +314,7 @@ describe('POST /api/keys/:id/rotate', () => {
   });
 
   it('404 for another user’s key and another tenant’s key, and for an expired key', async (ctx) => {
-    const advance = clockFor(ctx);
+    const advance = h.clockFor(ctx);
     const t1 = await h.tenant();
     const t2 = await h.tenant();
     const owner = await t1.user();
@@ -403,7 +390,7 @@ describe('POST /api/keys/verify', () => {
   });
 
   it('200 EXPIRED once expires_in has passed', async (ctx) => {
-    const advance = clockFor(ctx);
+    const advance = h.clockFor(ctx);
     const t = await h.tenant();
     const user = await t.user();
     const service = await t.serviceKey();

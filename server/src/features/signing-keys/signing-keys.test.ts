@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, it, type TestContext } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import {
   createRemoteJWKSet,
   decodeJwt,
@@ -36,15 +36,6 @@ async function fetchJwks(): Promise<{ keys: JWK[] }> {
   const res = await fetch(jwksUrl);
   assert.equal(res.status, 200);
   return (await res.json()) as { keys: JWK[] };
-}
-
-function clockFor(t: TestContext): (ms: number) => void {
-  let moved = 0;
-  t.after(() => h.clock.advance(-moved));
-  return (ms) => {
-    moved += ms;
-    h.clock.advance(ms);
-  };
 }
 
 describe('GET /.well-known/jwks.json', () => {
@@ -153,7 +144,7 @@ describe('signing key rotation', () => {
   it('a retired key leaves the JWKS once no token it signed can still be valid (MAX_ACCESS_TOKEN_TTL)', async (ctx) => {
     // Regression: reload() once kept the in-memory retiredAt of keys it had already loaded, so a
     // retired key stayed published and trusted until a restart.
-    const advance = clockFor(ctx);
+    const advance = h.clockFor(ctx);
     const retiring = await h.deps.keyring.rotate();
     await h.deps.keyring.rotate();
     const row = await h.deps.db.kysely
