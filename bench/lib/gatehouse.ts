@@ -1,6 +1,6 @@
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import type { WriteStream } from 'node:fs';
+import { readFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, startNode, waitForOk } from './procs.js';
 
@@ -11,8 +11,8 @@ export interface Gatehouse {
 }
 
 /**
- * Starts `node --import tsx server/src/main.ts serve` as in production, on SQLite in `dataDir`
- * and 127.0.0.1 only. The environment is built from scratch (no DATABASE_URL, REDIS_URL or other
+ * Starts Gatehouse exactly as `npm start` does (compiled with `npm run build`, then node with the
+ * flags of server/package.json's start script), on SQLite in `dataDir` and 127.0.0.1 only. The environment is built from scratch (no DATABASE_URL, REDIS_URL or other
  * settings leak in from the caller) and the working directory is `dataDir`, so no `.env` is read.
  */
 export async function startGatehouse(root: string, dataDir: string, log: WriteStream): Promise<Gatehouse> {
@@ -21,7 +21,6 @@ export async function startGatehouse(root: string, dataDir: string, log: WriteSt
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
-    TSX_TSCONFIG_PATH: join(root, 'server/tsconfig.json'),
     NODE_ENV: 'production',
     PORT: String(port),
     HOST: '127.0.0.1',
@@ -30,7 +29,12 @@ export async function startGatehouse(root: string, dataDir: string, log: WriteSt
     GATEHOUSE_MASTER_KEY: randomBytes(32).toString('base64'),
     LOG_LEVEL: 'warn',
   };
-  const child = startNode(join(root, 'server/src/main.ts'), { args: ['serve'], env, cwd: dataDir });
+  const child = startNode(join(root, 'server/dist/main.js'), {
+    args: ['serve'],
+    env,
+    cwd: dataDir,
+    nodeArgs: startFlags(root),
+  });
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
   const setupToken = new Promise<string>((resolve, reject) => {
@@ -49,6 +53,16 @@ export async function startGatehouse(root: string, dataDir: string, log: WriteSt
   setupToken.catch(() => {}); // awaited later; avoid an unhandled rejection meanwhile
   await waitForOk(`${baseUrl}/healthz`, child, 60_000);
   return { child, baseUrl, setupToken };
+}
+
+/** Builds the server and returns the node flags `npm start` uses, read from its start script. */
+function startFlags(root: string): string[] {
+  const build = spawnSync('npm', ['run', 'build', '--workspace', 'server'], { cwd: root, stdio: 'ignore' });
+  if (build.status !== 0) throw new Error('npm run build --workspace server failed');
+  const pkg = JSON.parse(readFileSync(join(root, 'server/package.json'), 'utf8')) as { scripts: { start: string } };
+  const match = /\bnode ((?:--\S+ )*)dist\/main\.js serve/.exec(pkg.scripts.start);
+  if (!match) throw new Error(`cannot read node flags from the start script: ${pkg.scripts.start}`);
+  return match[1].trim().split(/\s+/).filter(Boolean);
 }
 
 export interface Fixtures {

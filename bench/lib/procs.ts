@@ -10,13 +10,16 @@ const live = new Map<number, ChildProcess>();
 
 export interface StartOptions {
   args?: string[];
+  /** Node options before the script; default `--import tsx` (for TypeScript scripts). */
+  nodeArgs?: string[];
   env?: NodeJS.ProcessEnv;
   cwd?: string;
 }
 
-/** Starts `node --import tsx <script>` with piped stdio and tracks it until it exits. */
+/** Starts `node --import tsx <script>` (or other node options) with piped stdio and tracks it until it exits. */
 export function startNode(script: string, options: StartOptions = {}): ChildProcess {
-  const child = spawn(process.execPath, ['--import', TSX, script, ...(options.args ?? [])], {
+  const nodeArgs = options.nodeArgs ?? ['--import', TSX];
+  const child = spawn(process.execPath, [...nodeArgs, script, ...(options.args ?? [])], {
     cwd: options.cwd,
     env: options.env ?? process.env,
     stdio: ['pipe', 'pipe', 'pipe'],

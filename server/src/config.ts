@@ -30,6 +30,8 @@ export interface Config {
     maxAccessTtlMs: number;
   };
   apiKeys: { rotationOverlapMs: number };
+  /** How long another instance may serve a revoked credential from its cache (0 disables caching). */
+  authCacheTtlMs: number;
   hashing: {
     memoryCostKiB: number;
     timeCost: number;
@@ -138,6 +140,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxAccessTtlMs,
     },
     apiKeys: { rotationOverlapMs: duration('API_KEY_ROTATION_OVERLAP', '24h', 0) },
+    authCacheTtlMs: duration('AUTH_CACHE_TTL', '2s', 0),
     hashing: {
       // OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
       memoryCostKiB: integer('ARGON2_MEMORY_KIB', 19_456, 1024, 4_194_304),

@@ -1,7 +1,8 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { type AuthCache, createAuthCache } from './auth-cache.js';
 import type { Config } from './config.js';
 import { createDb, type Db, type DbOptions, sqliteFile } from './db/index.js';
 import { createLastUsedBuffer, type LastUsedBuffer } from './db/last-used.js';
@@ -30,7 +31,7 @@ export interface Deps {
   redis?: Redis;
   metrics: Registry;
   lastUsed: LastUsedBuffer;
-  caches: { tenants: LRUCache<string, Tenant> };
+  caches: { tenants: LRUCache<string, Tenant>; auth: AuthCache };
 }
 
 export interface DepsOptions {
@@ -52,14 +53,15 @@ export function dbOptionsFromConfig(config: Config): DbOptions {
     : { dialect: 'sqlite', filename: sqliteFile(config.dataDir) };
 }
 
-export function createDeps(options: DepsOptions): Deps {
+export async function createDeps(options: DepsOptions): Promise<Deps> {
   const { config, log } = options;
   const clock = options.clock ?? { now: () => Date.now() };
-  const db = createDb(options.dbOptions ?? dbOptionsFromConfig(config));
+  const db = await createDb(options.dbOptions ?? dbOptionsFromConfig(config));
   const ids = createIds(() => clock.now());
   const masterKey = createMasterKey(options.masterKey);
+  // ioredis is loaded only when configured: it is the largest module we would otherwise carry idle.
   const redis = config.redisUrl
-    ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false })
+    ? new (await import('ioredis')).Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 })
     : undefined;
   redis?.on('error', (error) => log.warn({ err: error }, 'redis unavailable'));
   const metrics = new Registry();
@@ -84,7 +86,10 @@ export function createDeps(options: DepsOptions): Deps {
     redis,
     metrics,
     lastUsed: createLastUsedBuffer(db.kysely),
-    caches: { tenants: new LRUCache<string, Tenant>({ max: 10_000, ttl: 5_000 }) },
+    caches: {
+      tenants: new LRUCache<string, Tenant>({ max: 10_000, ttl: 5_000 }),
+      auth: createAuthCache(config.authCacheTtlMs),
+    },
   };
 }
 

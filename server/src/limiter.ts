@@ -4,7 +4,6 @@ import {
   RateLimiterMemory,
   RateLimiterPostgres,
   RateLimiterRedis,
-  RateLimiterRes,
 } from 'rate-limiter-flexible';
 import type { Db } from './db/index.js';
 
@@ -42,9 +41,4 @@ export function createLimiterFactory(db: Db, redis: Redis | undefined, namespace
       new RateLimiterPostgres({ ...scoped(options), storeClient: pool, tableName: 'rate_limits', tableCreated: true });
   }
   return (options) => new RateLimiterMemory(scoped(options));
-}
-
-/** rate-limiter-flexible rejects with a RateLimiterRes when points run out, with an Error otherwise. */
-export function isLimited(error: unknown): error is RateLimiterRes {
-  return error instanceof RateLimiterRes;
 }

@@ -30,7 +30,7 @@ async function open(options: { logLevel?: string } = {}): Promise<{ config: Conf
     throw error;
   }
   const log = createLogger(options.logLevel ?? config.logLevel);
-  const deps = createDeps({ config, log, masterKey: resolveMasterKey(config, log), defaultMetrics: true });
+  const deps = await createDeps({ config, log, masterKey: resolveMasterKey(config, log), defaultMetrics: true });
   const applied = await migrateToLatest(deps.db);
   if (applied.length > 0) log.info({ migrations: applied }, 'database migrated');
   await deps.keyring.load();

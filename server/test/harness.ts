@@ -123,7 +123,7 @@ export async function createHarness(
     };
   }
 
-  const deps = createDeps({
+  const deps = await createDeps({
     config,
     log,
     masterKey: randomBytes(32),

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -30,24 +30,25 @@ export function sqliteFile(dataDir: string): string {
 
 // pg returns BIGINT as strings by default; our bigints are epoch milliseconds, well within 2^53.
 const PG_INT8 = 20;
-const pgTypes = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === PG_INT8
-      ? (value: string) => Number(value)
-      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
-
-export function createDb(options: DbOptions): Db {
+/** Opens the database. `pg` is loaded only for PostgreSQL, so SQLite mode does not carry it in memory. */
+export async function createDb(options: DbOptions): Promise<Db> {
   if (options.dialect === 'sqlite') {
     const database = new SQLite(options.filename);
     database.pragma('journal_mode = WAL');
     database.pragma('synchronous = NORMAL');
     database.pragma('foreign_keys = ON');
     database.pragma('busy_timeout = 5000');
-    const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+    const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
     return { kysely, dialect: 'sqlite', close: () => kysely.destroy() };
   }
-  const pool = new pg.Pool({
+  const { default: pgModule } = await import('pg');
+  const pgTypes = {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+      oid === PG_INT8
+        ? (value: string) => Number(value)
+        : pgModule.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+  };
+  const pool = new pgModule.Pool({
     connectionString: options.connectionString,
     max: options.max ?? 10,
     types: pgTypes,
@@ -56,6 +57,34 @@ export function createDb(options: DbOptions): Db {
   });
   const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { kysely, dialect: 'postgres', pgPool: pool, schema: options.schema, close: () => kysely.destroy() };
+}
+
+/**
+ * Kysely's SQLite driver prepares every query anew, and parsing the SQL was a quarter of the cost
+ * of an authenticated request. Statements are pure functions of their SQL text, so reuse them.
+ * Kysely runs one query at a time on this connection and reads results with `all()`, never by
+ * iterating, so a shared statement is never in use twice at once.
+ */
+function withStatementCache(database: SQLite.Database): SQLite.Database {
+  const statements = new Map<string, SQLite.Statement>();
+  return new Proxy(database, {
+    get(target, property) {
+      if (property === 'prepare') {
+        return (source: string) => {
+          let statement = statements.get(source);
+          if (!statement) {
+            statement = target.prepare(source);
+            // Queries built with dynamic IN-lists could grow this without bound; keep it a cache.
+            if (statements.size >= 1_000) statements.clear();
+            statements.set(source, statement);
+          }
+          return statement;
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }
 
 /** Runs every pending migration; throws with the failing migration's error. */

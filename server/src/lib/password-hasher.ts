@@ -1,5 +1,4 @@
 import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
-import { verify as bcryptVerify } from '@node-rs/bcrypt';
 import PQueue from 'p-queue';
 
 export interface HashingOptions {
@@ -31,6 +30,11 @@ export interface PasswordHasher {
   /** Spends the same work as a real verify, so unknown accounts cost what known ones do. */
   verifyDummy(password: string): Promise<void>;
   stats(): { running: number; waiting: number };
+  /**
+   * Throws HasherOverloadedError when a hash asked for now would be refused. Callers check this
+   * before their own database work, so that refusing under overload stays cheap and fast.
+   */
+  assertCapacity(): void;
 }
 
 /**
@@ -49,10 +53,9 @@ export function createPasswordHasher(options: HashingOptions): PasswordHasher {
   const paramsTag = `m=${params.memoryCost},t=${params.timeCost},p=${params.parallelism}`;
   let dummyHash: Promise<string> | undefined;
 
+  const full = () => queue.pending >= options.concurrency && queue.size >= options.maxQueue;
   const admit = <T>(task: () => Promise<T>): Promise<T> => {
-    if (queue.pending >= options.concurrency && queue.size >= options.maxQueue) {
-      return Promise.reject(new HasherOverloadedError());
-    }
+    if (full()) return Promise.reject(new HasherOverloadedError());
     return queue.add(task) as Promise<T>;
   };
 
@@ -63,6 +66,8 @@ export function createPasswordHasher(options: HashingOptions): PasswordHasher {
         return { ok, needsRehash: ok && !storedHash.includes(paramsTag) };
       }
       if (/^\$2[aby]\$\d\d\$/.test(storedHash)) {
+        // Loaded on first use: only imported accounts carry bcrypt hashes, and only until they sign in.
+        const { verify: bcryptVerify } = await import('@node-rs/bcrypt');
         const ok = await bcryptVerify(password, storedHash);
         return { ok, needsRehash: ok };
       }
@@ -77,6 +82,9 @@ export function createPasswordHasher(options: HashingOptions): PasswordHasher {
       await verify(await dummyHash, password);
     },
     stats: () => ({ running: queue.pending, waiting: queue.size }),
+    assertCapacity() {
+      if (full()) throw new HasherOverloadedError();
+    },
   };
 }
 

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
@@ -14,10 +14,15 @@ function toBase62(bytes: Buffer, length: number): string {
   return out.padStart(length, '0');
 }
 
+/** CRC32 of the body as 6 base62 characters (62^6 > 2^32), in plain number arithmetic. */
 function checksumOf(body: string): string {
-  const sum = Buffer.alloc(4);
-  sum.writeUInt32BE(crc32(body) >>> 0);
-  return toBase62(sum, 6);
+  let n = crc32(body) >>> 0;
+  let out = '';
+  for (let i = 0; i < 6; i++) {
+    out = BASE62[n % 62] + out;
+    n = Math.floor(n / 62);
+  }
+  return out;
 }
 
 /**
@@ -47,7 +52,7 @@ export function visibleStart(secret: string): string {
 
 /** Hex SHA-256: how every token and key is stored (DESIGN: no usable secret in any table). */
 export function sha256(value: string): string {
-  return createHash('sha256').update(value).digest('hex');
+  return hash('sha256', value, 'hex');
 }
 
 /** Constant-time string comparison. */

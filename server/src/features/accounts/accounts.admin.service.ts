@@ -62,6 +62,7 @@ export async function patchUser(
       },
     });
   });
+  deps.caches.auth.clear();
   return presentUser({ ...user, ...changes });
 }
 

@@ -44,6 +44,7 @@ export async function register(
   client: ClientInfo,
   role: UserRow['role'] = 'user',
 ) {
+  deps.passwords.assertCapacity();
   await assertPasswordAllowed(deps, tenant, input.password);
   const passwordHash = await deps.passwords.hash(input.password);
   const now = deps.clock.now();
@@ -95,6 +96,7 @@ export async function login(
   input: { email: string; password: string },
   client: ClientInfo,
 ) {
+  deps.passwords.assertCapacity();
   const email = normalizeEmail(input.email);
   const attempt = { tenantId: tenant.id, email, ip: client.ip };
   await assertNotBlocked(deps, attempt);
@@ -147,7 +149,13 @@ export async function requireUser(deps: Deps, tenantId: string, userId: string):
 }
 
 export async function getMe(deps: Deps, principal: UserPrincipal) {
-  return presentUser(await requireUser(deps, principal.tenantId, principal.userId));
+  // Cached in its presented form: /me is the hottest authenticated read.
+  const user = await deps.caches.auth.read('user', `${principal.tenantId}:${principal.userId}`, async () => {
+    const row = await findUser(deps.db.kysely, principal.tenantId, principal.userId);
+    return row && presentUser(row);
+  });
+  if (!user) throw new AppError('not_found', 'User not found');
+  return user;
 }
 
 export async function updateMe(
@@ -170,6 +178,7 @@ export async function updateMe(
       data: { fields: Object.keys(input) },
     });
   });
+  deps.caches.auth.clear();
   return presentUser({ ...user, name, updated_at: now });
 }
 
@@ -180,6 +189,7 @@ export async function changePassword(
   input: { current_password: string; new_password: string },
   client: ClientInfo,
 ) {
+  deps.passwords.assertCapacity();
   const tenant = await requireTenant(deps, principal.tenantId);
   const user = await requireUser(deps, principal.tenantId, principal.userId);
   const attempt = { tenantId: tenant.id, email: user.email, ip: client.ip };
@@ -216,5 +226,6 @@ export async function changePassword(
     });
     return count;
   });
+  deps.caches.auth.clear();
   return { other_sessions_revoked: revoked };
 }

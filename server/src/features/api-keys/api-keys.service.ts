@@ -115,6 +115,7 @@ export async function revokeApiKey(deps: Deps, principal: UserPrincipal, id: str
       client,
     });
   });
+  deps.caches.auth.clear();
 }
 
 /**
@@ -160,6 +161,7 @@ export async function rotateApiKey(
     });
     return created;
   });
+  deps.caches.auth.clear();
   return { ...presentApiKey(result.row), key: result.key, previous_key_expires_at: new Date(oldEnds).toISOString() };
 }
 
@@ -173,7 +175,8 @@ export interface KeyCheck {
 /** Checks a presented key: format and checksum first (no database work for typos), then the hash. */
 export async function checkApiKey(deps: Deps, key: string, tenantId?: string): Promise<KeyCheck> {
   if (!hasValidChecksum(key, API_KEY_PREFIX)) return { code: 'NOT_FOUND' };
-  const row = await findApiKeyByHash(deps.db.kysely, sha256(key));
+  const hash = sha256(key);
+  const row = await deps.caches.auth.read('api_key', hash, () => findApiKeyByHash(deps.db.kysely, hash));
   if (!row || (tenantId !== undefined && row.tenant_id !== tenantId)) return { code: 'NOT_FOUND' };
   if (row.revoked_at !== null) return { code: 'REVOKED', row };
   if (row.expires_at !== null && row.expires_at <= deps.clock.now()) return { code: 'EXPIRED', row };

@@ -63,11 +63,13 @@ export async function revokeServiceKey(deps: Deps, tenantId: string, id: string,
       client,
     });
   });
+  deps.caches.auth.clear();
 }
 
 export async function resolveServiceKeyPrincipal(deps: Deps, key: string): Promise<ServicePrincipal | null> {
   if (!hasValidChecksum(key, SERVICE_KEY_PREFIX)) return null;
-  const row = await findServiceKeyByHash(deps.db.kysely, sha256(key));
+  const hash = sha256(key);
+  const row = await deps.caches.auth.read('service_key', hash, () => findServiceKeyByHash(deps.db.kysely, hash));
   if (!row || row.revoked_at !== null) return null;
   deps.lastUsed.mark('service_keys', row.id, deps.clock.now());
   return { kind: 'service', tenantId: row.tenant_id, serviceKeyId: row.id };

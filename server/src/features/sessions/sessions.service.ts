@@ -99,7 +99,9 @@ export async function resolveAccessTokenPrincipal(deps: Deps, token: string): Pr
   const claims = await deps.keyring.verifyAccessToken(token);
   if (!claims) return null;
   // Checked on every request so logout and revocation take effect at once, not at token expiry.
-  const session = await findSessionForAuth(deps.db.kysely, claims.tid, claims.sid);
+  const session = await deps.caches.auth.read('session', `${claims.tid}:${claims.sid}`, () =>
+    findSessionForAuth(deps.db.kysely, claims.tid, claims.sid),
+  );
   if (!session || session.user_id !== claims.sub) return null;
   if (session.revoked_at !== null || session.expires_at <= deps.clock.now() || session.disabled_at !== null)
     return null;
@@ -183,6 +185,7 @@ export async function refreshSession(deps: Deps, refreshToken: string, client: C
     { sessionId: row.session_id, tenantId: row.tenant_id },
     'refresh token reuse detected; session revoked',
   );
+  deps.caches.auth.clear();
   throw invalidRefresh();
 }
 
@@ -224,6 +227,7 @@ export async function revokeSession(
       client,
     });
   });
+  deps.caches.auth.clear();
 }
 
 /** Logs out the calling session, or the session of the given refresh token (API-key callers). */
@@ -244,7 +248,7 @@ export async function logout(
   await revokeSession(deps, principal, sessionId, client, 'logout');
 }
 
-/** Revokes every session of a user (optionally all but one), with one audit row. */
+/** Revokes every session of a user (optionally all but one). The caller clears the auth cache after its commit. */
 export async function revokeUserSessions(
   trx: Kysely<Database>,
   deps: Deps,
@@ -277,8 +281,8 @@ export async function revokeUserSessions(
   return revoked.length;
 }
 
-export function logoutAll(deps: Deps, principal: UserPrincipal, client: ClientInfo): Promise<number> {
-  return deps.db.kysely.transaction().execute((trx) =>
+export async function logoutAll(deps: Deps, principal: UserPrincipal, client: ClientInfo): Promise<number> {
+  const count = await deps.db.kysely.transaction().execute((trx) =>
     revokeUserSessions(trx, deps, {
       tenantId: principal.tenantId,
       userId: principal.userId,
@@ -287,6 +291,8 @@ export function logoutAll(deps: Deps, principal: UserPrincipal, client: ClientIn
       reason: 'logout.all',
     }),
   );
+  deps.caches.auth.clear();
+  return count;
 }
 
 export function pruneSessions(deps: Deps): Promise<void> {
