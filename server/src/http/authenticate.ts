@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Deps } from '../deps.js';
 import { AppError } from '../errors.js';
 import { resolveApiKeyPrincipal } from '../features/api-keys/api-keys.service.js';
@@ -90,8 +90,9 @@ export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
   });
 }
 
-async function defaultEmptyBody(request: FastifyRequest): Promise<void> {
+function defaultEmptyBody(request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
   if (request.body === undefined) request.body = {};
+  done();
 }
 
 export function userOf(request: FastifyRequest): UserPrincipal {
