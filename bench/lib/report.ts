@@ -143,7 +143,7 @@ export function formatReport(r: Results): string {
           verdict(m.met),
         ],
         ...(m.helpersMiB > 0 ? [['  + its child processes (esbuild for tsx)', num(m.helpersMiB, 1), '', '', '']] : []),
-        ['bare Fastify idle RSS (same tsx loader)', num(m.bareIdleMiB, 1), '', '', ''],
+        ['bare Fastify idle RSS (run through tsx)', num(m.bareIdleMiB, 1), '', '', ''],
         ['Gatehouse RSS after all load', num(m.afterLoadMiB, 1), '', '', ''],
       ],
     ),

@@ -1,8 +1,10 @@
 import { LRUCache } from 'lru-cache';
+import type { Principal } from './http/principal.js';
 
 /**
- * Read-through caches of what authenticating a request needs (sessions, keys, users), so a hot
- * credential costs memory lookups instead of queries (ADR 0004).
+ * Read-through caches of what authenticating a request needs (sessions, keys, users) and of the
+ * principals resolved from recent Authorization headers, so a hot credential costs memory lookups
+ * instead of queries and signature checks (ADR 0004).
  *
  * Every write that can revoke or change a credential or a user calls `clear()` after its commit:
  * on this instance the change takes effect at once. Other instances see it within the TTL
@@ -11,14 +13,27 @@ import { LRUCache } from 'lru-cache';
  */
 export interface AuthCache {
   read<T extends object>(kind: CacheKind, key: string, load: () => Promise<T | undefined>): Promise<T | undefined>;
+  /** The principal cached for this exact Authorization header, if still valid at `now`. */
+  principal(authorization: string, now: number): Principal | undefined;
+  /** Remembers a resolved principal until `validUntil` (token or key expiry) or the TTL. */
+  rememberPrincipal(authorization: string, resolved: ResolvedPrincipal, seenGeneration: number): void;
+  generation(): number;
   clear(): void;
+}
+
+export interface ResolvedPrincipal {
+  principal: Principal;
+  /** Epoch ms after which the credential is no longer valid, whatever the cache says. */
+  validUntil: number;
 }
 
 export type CacheKind = 'session' | 'api_key' | 'service_key' | 'user';
 
 export function createAuthCache(ttlMs: number): AuthCache {
   let generation = 0;
-  const entries = new LRUCache<string, object>({ max: 50_000, ttl: Math.max(ttlMs, 1) });
+  const ttl = Math.max(ttlMs, 1);
+  const entries = new LRUCache<string, object>({ max: 50_000, ttl });
+  const principals = new LRUCache<string, ResolvedPrincipal>({ max: 50_000, ttl });
   return {
     async read<T extends object>(kind: CacheKind, key: string, load: () => Promise<T | undefined>) {
       if (ttlMs === 0) return load();
@@ -30,9 +45,18 @@ export function createAuthCache(ttlMs: number): AuthCache {
       if (value !== undefined && seen === generation) entries.set(cacheKey, value);
       return value;
     },
+    principal(authorization, now) {
+      const hit = principals.get(authorization);
+      return hit && hit.validUntil > now ? hit.principal : undefined;
+    },
+    rememberPrincipal(authorization, resolved, seenGeneration) {
+      if (ttlMs > 0 && seenGeneration === generation) principals.set(authorization, resolved);
+    },
+    generation: () => generation,
     clear() {
       generation++;
       entries.clear();
+      principals.clear();
     },
   };
 }

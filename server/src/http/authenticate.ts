@@ -29,16 +29,30 @@ const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
 /** Resolves the bearer credential: API key first (seed 000), then service key, then access JWT. */
 export async function resolvePrincipal(deps: Deps, authorization: string | undefined): Promise<Principal | null> {
   if (authorization === undefined) return null;
+  const cache = deps.caches.auth;
+  const cached = cache.principal(authorization, deps.clock.now());
+  if (cached) {
+    noteUse(deps, cached);
+    return cached;
+  }
   const match = BEARER.exec(authorization);
   if (!match) throw new AppError('invalid_token', 'Authorization header must be "Bearer <token>"');
   const token = match[1];
-  const principal = token.startsWith(`${API_KEY_PREFIX}_`)
+  const generation = cache.generation();
+  const resolved = token.startsWith(`${API_KEY_PREFIX}_`)
     ? await resolveApiKeyPrincipal(deps, token)
     : token.startsWith(`${SERVICE_KEY_PREFIX}_`)
       ? await resolveServiceKeyPrincipal(deps, token)
       : await resolveAccessTokenPrincipal(deps, token);
-  if (!principal) throw new AppError('invalid_token', 'The bearer token is invalid, expired or revoked');
-  return principal;
+  if (!resolved) throw new AppError('invalid_token', 'The bearer token is invalid, expired or revoked');
+  cache.rememberPrincipal(authorization, resolved, generation);
+  return resolved.principal;
+}
+
+/** `last_used_at` of keys (buffered; see db/last-used.ts), also when the principal came from the cache. */
+function noteUse(deps: Deps, principal: Principal): void {
+  if (principal.kind === 'service') deps.lastUsed.mark('service_keys', principal.serviceKeyId, deps.clock.now());
+  else if (principal.apiKeyId) deps.lastUsed.mark('api_keys', principal.apiKeyId, deps.clock.now());
 }
 
 function allows(access: readonly Access[], principal: Principal): boolean {
@@ -86,6 +100,16 @@ export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
     reply.header('x-request-id', request.id);
     const auth = request.routeOptions.config?.auth;
     if (auth === undefined || auth === 'public') return done();
+    // A credential seen moments ago is answered from memory, without a promise.
+    const authorization = request.headers.authorization;
+    const cached =
+      authorization === undefined ? undefined : deps.caches.auth.principal(authorization, deps.clock.now());
+    if (cached) {
+      noteUse(deps, cached);
+      if (!allows(auth, cached)) return done(new AppError('forbidden', 'This credential may not call this endpoint'));
+      request.principal = cached;
+      return done();
+    }
     authorize(request, auth).then(() => done(), done);
   });
 }

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { ResolvedPrincipal } from '../../auth-cache.js';
 import { json } from '../../db/index.js';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
@@ -185,16 +186,19 @@ export async function checkApiKey(deps: Deps, key: string, tenantId?: string): P
   return { code: 'VALID', row };
 }
 
-export async function resolveApiKeyPrincipal(deps: Deps, key: string): Promise<UserPrincipal | null> {
+export async function resolveApiKeyPrincipal(deps: Deps, key: string): Promise<ResolvedPrincipal | null> {
   const { code, row } = await checkApiKey(deps, key);
   if (code !== 'VALID' || !row) return null;
   return {
-    kind: 'user',
-    tenantId: row.tenant_id,
-    userId: row.user_id,
-    role: row.role,
-    sessionId: null,
-    apiKeyId: row.id,
+    principal: {
+      kind: 'user',
+      tenantId: row.tenant_id,
+      userId: row.user_id,
+      role: row.role,
+      sessionId: null,
+      apiKeyId: row.id,
+    },
+    validUntil: row.expires_at ?? Number.POSITIVE_INFINITY,
   };
 }
 

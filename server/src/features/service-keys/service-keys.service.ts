@@ -1,6 +1,7 @@
+import type { ResolvedPrincipal } from '../../auth-cache.js';
 import type { Deps } from '../../deps.js';
 import { notFound } from '../../errors.js';
-import type { Actor, ClientInfo, ServicePrincipal } from '../../http/principal.js';
+import type { Actor, ClientInfo } from '../../http/principal.js';
 import { SERVICE_KEY_PREFIX } from '../../lib/key-prefixes.js';
 import { createSecret, hasValidChecksum, sha256, visibleStart } from '../../lib/tokens.js';
 import { recordAudit } from '../audit/audit.service.js';
@@ -66,11 +67,14 @@ export async function revokeServiceKey(deps: Deps, tenantId: string, id: string,
   deps.caches.auth.clear();
 }
 
-export async function resolveServiceKeyPrincipal(deps: Deps, key: string): Promise<ServicePrincipal | null> {
+export async function resolveServiceKeyPrincipal(deps: Deps, key: string): Promise<ResolvedPrincipal | null> {
   if (!hasValidChecksum(key, SERVICE_KEY_PREFIX)) return null;
   const hash = sha256(key);
   const row = await deps.caches.auth.read('service_key', hash, () => findServiceKeyByHash(deps.db.kysely, hash));
   if (!row || row.revoked_at !== null) return null;
   deps.lastUsed.mark('service_keys', row.id, deps.clock.now());
-  return { kind: 'service', tenantId: row.tenant_id, serviceKeyId: row.id };
+  return {
+    principal: { kind: 'service', tenantId: row.tenant_id, serviceKeyId: row.id },
+    validUntil: Number.POSITIVE_INFINITY,
+  };
 }

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { ResolvedPrincipal } from '../../auth-cache.js';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
@@ -95,23 +96,27 @@ export async function startSession(
 }
 
 /** The principal behind an access JWT, or null when the token or its session is no longer good. */
-export async function resolveAccessTokenPrincipal(deps: Deps, token: string): Promise<UserPrincipal | null> {
+export async function resolveAccessTokenPrincipal(deps: Deps, token: string): Promise<ResolvedPrincipal | null> {
   const claims = await deps.keyring.verifyAccessToken(token);
   if (!claims) return null;
-  // Checked on every request so logout and revocation take effect at once, not at token expiry.
+  // Checked on every request (through the auth cache) so logout and revocation take effect at
+  // once, not at token expiry.
   const session = await deps.caches.auth.read('session', `${claims.tid}:${claims.sid}`, () =>
     findSessionForAuth(deps.db.kysely, claims.tid, claims.sid),
   );
   if (!session || session.user_id !== claims.sub) return null;
-  if (session.revoked_at !== null || session.expires_at <= deps.clock.now() || session.disabled_at !== null)
-    return null;
+  const now = deps.clock.now();
+  if (session.revoked_at !== null || session.expires_at <= now || session.disabled_at !== null) return null;
   return {
-    kind: 'user',
-    tenantId: claims.tid,
-    userId: claims.sub,
-    role: session.role,
-    sessionId: claims.sid,
-    apiKeyId: null,
+    principal: {
+      kind: 'user',
+      tenantId: claims.tid,
+      userId: claims.sub,
+      role: session.role,
+      sessionId: claims.sid,
+      apiKeyId: null,
+    },
+    validUntil: Math.min(claims.exp * 1000, session.expires_at),
   };
 }
 
