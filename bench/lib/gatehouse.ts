@@ -12,7 +12,8 @@ export interface Gatehouse {
 
 /**
  * Starts Gatehouse exactly as `npm start` does (compiled with `npm run build`, then node with the
- * flags of server/package.json's start script), on SQLite in `dataDir` and 127.0.0.1 only. The environment is built from scratch (no DATABASE_URL, REDIS_URL or other
+ * flags of the root package.json's start script), on SQLite in `dataDir` and 127.0.0.1 only.
+ * The environment is built from scratch (no DATABASE_URL, REDIS_URL or other
  * settings leak in from the caller) and the working directory is `dataDir`, so no `.env` is read.
  */
 export async function startGatehouse(root: string, dataDir: string, log: WriteStream): Promise<Gatehouse> {
@@ -55,12 +56,12 @@ export async function startGatehouse(root: string, dataDir: string, log: WriteSt
   return { child, baseUrl, setupToken };
 }
 
-/** Builds the server and returns the node flags `npm start` uses, read from its start script. */
+/** Builds the server and returns the node flags `npm start` uses, read from the root start script. */
 function startFlags(root: string): string[] {
   const build = spawnSync('npm', ['run', 'build', '--workspace', 'server'], { cwd: root, stdio: 'ignore' });
   if (build.status !== 0) throw new Error('npm run build --workspace server failed');
-  const pkg = JSON.parse(readFileSync(join(root, 'server/package.json'), 'utf8')) as { scripts: { start: string } };
-  const match = /\bnode ((?:--\S+ )*)dist\/main\.js serve/.exec(pkg.scripts.start);
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const match = /\bnode ((?:--\S+ )*)server\/dist\/main\.js serve/.exec(pkg.scripts.start);
   if (!match) throw new Error(`cannot read node flags from the start script: ${pkg.scripts.start}`);
   return match[1].trim().split(/\s+/).filter(Boolean);
 }
