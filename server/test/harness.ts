@@ -75,6 +75,11 @@ export interface TestTenant {
 
 export const STRONG_PASSWORD = 'correct horse battery staple';
 
+/** The fields a 400 names (`error.details.fields[].field`). */
+export function fieldsOf(res: TestResponse): string[] {
+  return (res.body?.error?.details?.fields ?? []).map((f: { field: string }) => f.field);
+}
+
 export async function createHarness(
   env: Record<string, string> = {},
   options: { operator?: boolean } = {},

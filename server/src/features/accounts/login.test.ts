@@ -1,0 +1,221 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { hash as bcryptHash } from '@node-rs/bcrypt';
+import { createHarness, type Harness } from '../../../test/harness.js';
+
+let h: Harness;
+before(async () => {
+  h = await createHarness();
+});
+after(() => h.close());
+describe('POST /api/auth/login', () => {
+  it('200 with JSON {email, password}', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      body: { email: user.email, password: user.password },
+    });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.body.user.id, user.id);
+    assert.ok(res.body.access_token && res.body.refresh_token);
+    assert.equal(res.body.token_type, 'bearer');
+    const me = await h.request({ method: 'GET', url: '/api/auth/me', token: res.body.access_token });
+    assert.equal(me.body.id, user.id);
+  });
+
+  it('200 with form-encoded username/password (seed 001)', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      form: { username: user.email, password: user.password },
+    });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.body.user.email, user.email);
+  });
+
+  it('401 invalid_credentials is identical for a wrong password and an unknown email', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const wrong = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      body: { email: user.email, password: 'not the password at all' },
+    });
+    const unknown = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      body: { email: 'nobody@example.com', password: 'not the password at all' },
+    });
+    assert.equal(wrong.status, 401);
+    assert.equal(unknown.status, 401);
+    assert.deepEqual({ ...wrong.body.error, requestId: 0 }, { ...unknown.body.error, requestId: 0 });
+    const audit = await h.request({
+      method: 'GET',
+      url: '/api/admin/audit?action=login.failed',
+      token: h.operator.token,
+      tenant: t.id,
+    });
+    assert.deepEqual(audit.body.data.map((e: { data: { reason: string } }) => e.data.reason).sort(), [
+      'unknown_email',
+      'wrong_password',
+    ]);
+  });
+
+  it('401 for a user of another tenant (tenants are separate user pools)', async () => {
+    const t1 = await h.tenant();
+    const t2 = await h.tenant();
+    const user = await t1.user();
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t2.publishableKey,
+      body: { email: user.email, password: user.password },
+    });
+    assert.equal(res.status, 401);
+  });
+
+  it('429 after repeated failures from one ip, while the owner still signs in from another ip', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const attacker = '203.0.113.9';
+    for (let i = 0; i < 10; i++) {
+      const res = await h.request({
+        method: 'POST',
+        url: '/api/auth/login',
+        tenant: t.publishableKey,
+        ip: attacker,
+        body: { email: user.email, password: `guess-${i}-guess` },
+      });
+      assert.equal(res.status, 401);
+    }
+    const blocked = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      ip: attacker,
+      body: { email: user.email, password: user.password },
+    });
+    assert.equal(blocked.status, 429, 'even the right password is refused from the blocked ip');
+    assert.equal(blocked.body.error.code, 'too_many_attempts');
+    assert.ok(Number(blocked.headers['retry-after']) > 0);
+
+    const owner = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      ip: '198.51.100.7',
+      body: { email: user.email, password: user.password },
+    });
+    assert.equal(owner.status, 200, owner.text);
+  });
+
+  it('403 account_disabled only after the right password', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const patch = await h.request({
+      method: 'PATCH',
+      url: `/api/admin/users/${user.id}`,
+      token: h.operator.token,
+      tenant: t.id,
+      body: { disabled: true },
+    });
+    assert.equal(patch.status, 200, patch.text);
+    const wrong = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      body: { email: user.email, password: 'not the password at all' },
+    });
+    assert.equal(wrong.status, 401);
+    const right = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      body: { email: user.email, password: user.password },
+    });
+    assert.equal(right.status, 403);
+    assert.equal(right.body.error.code, 'account_disabled');
+    const me = await h.request({ method: 'GET', url: '/api/auth/me', token: user.accessToken });
+    assert.equal(me.status, 401, 'disabling revoked the live session');
+    const byKey = await h.request({ method: 'GET', url: '/api/auth/me', token: user.apiKey });
+    assert.equal(byKey.status, 401, 'and API keys stop working');
+  });
+
+  it('200 for an imported bcrypt user, whose hash is upgraded to argon2id at that login', async () => {
+    const t = await h.tenant();
+    const imported = await h.request({
+      method: 'POST',
+      url: '/api/admin/users/import',
+      token: h.operator.token,
+      tenant: t.id,
+      body: {
+        users: [{ email: 'old@example.com', password_hash: await bcryptHash('legacy password 1', 4), name: 'Old' }],
+      },
+    });
+    assert.equal(imported.status, 201, imported.text);
+    const id = imported.body.users[0].id;
+    const before = await h.deps.db.kysely
+      .selectFrom('users')
+      .select('password_hash')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    assert.match(before.password_hash ?? '', /^\$2[ab]\$/);
+    const login = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      body: { email: 'old@example.com', password: 'legacy password 1' },
+    });
+    assert.equal(login.status, 200, login.text);
+    const afterRow = await h.deps.db.kysely
+      .selectFrom('users')
+      .select('password_hash')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    assert.match(afterRow.password_hash ?? '', /^\$argon2id\$/);
+    const again = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      body: { email: 'old@example.com', password: 'legacy password 1' },
+    });
+    assert.equal(again.status, 200);
+  });
+});
+
+describe('import', () => {
+  it('400 names a bad hash and 409 an existing email; nothing is imported either way', async () => {
+    const t = await h.tenant();
+    const existing = await t.user();
+    const bad = await h.request({
+      method: 'POST',
+      url: '/api/admin/users/import',
+      token: h.operator.token,
+      tenant: t.id,
+      body: { users: [{ email: 'a@example.com' }, { email: 'b@example.com', password_hash: 'md5:abc' }] },
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.details.fields[0].field, 'users.1.password_hash');
+    const conflict = await h.request({
+      method: 'POST',
+      url: '/api/admin/users/import',
+      token: h.operator.token,
+      tenant: t.id,
+      body: { users: [{ email: 'c@example.com' }, { email: existing.email }] },
+    });
+    assert.equal(conflict.status, 409);
+    const list = await h.request({ method: 'GET', url: '/api/admin/users', token: h.operator.token, tenant: t.id });
+    assert.deepEqual(
+      list.body.data.map((u: { email: string }) => u.email),
+      [existing.email],
+    );
+  });
+});
