@@ -70,7 +70,11 @@ export async function buildApp(deps: Deps) {
   app.addSchema(User);
   app.addSchema(TenantBody);
 
-  // CORS first: error answers (401, 429…) must carry its headers too, or browsers hide them.
+  // Every answer names its request, including preflights and errors.
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    done();
+  });
   registerCors(app, deps);
   // Everything registered from here on must declare who may call it.
   registerAuthentication(app, deps);

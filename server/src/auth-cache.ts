@@ -2,11 +2,11 @@ import { LRUCache } from 'lru-cache';
 import type { Principal } from './http/principal.js';
 
 /**
- * Read-through caches of what authenticating a request needs (sessions, keys, users) and of the
- * principals resolved from recent Authorization headers, so a hot credential costs memory lookups
+ * Read-through caches of what authenticating a request needs (sessions, keys, users, tenants and
+ * their CORS origins) and of the principals resolved from recent Authorization headers, so a hot credential costs memory lookups
  * instead of queries and signature checks (ADR 0004).
  *
- * Every write that can revoke or change a credential or a user calls `clear()` after its commit:
+ * Every write that can revoke or change a credential, a user or a tenant calls `clear()` after its commit:
  * on this instance the change takes effect at once. Other instances see it within the TTL
  * (AUTH_CACHE_TTL, 2 s by default); SQLite mode has one instance, so there it is always exact.
  * A generation counter stops a read that started before a `clear()` from caching what it read.
@@ -27,7 +27,7 @@ export interface ResolvedPrincipal {
   validUntil: number;
 }
 
-export type CacheKind = 'session' | 'api_key' | 'service_key' | 'user';
+export type CacheKind = 'session' | 'api_key' | 'service_key' | 'user' | 'tenant' | 'origins';
 
 export function createAuthCache(ttlMs: number): AuthCache {
   let generation = 0;

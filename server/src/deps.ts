@@ -1,5 +1,4 @@
 import type { Redis } from 'ioredis';
-import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { type AuthCache, createAuthCache } from './auth-cache.js';
@@ -7,7 +6,6 @@ import type { Config } from './config.js';
 import { createDb, type Db, type DbOptions, sqliteFile } from './db/index.js';
 import { createLastUsedBuffer, type LastUsedBuffer } from './db/last-used.js';
 import { createKeyring, type Keyring } from './features/signing-keys/signing-keys.service.js';
-import type { Tenant } from './features/tenants/tenants.types.js';
 import { createIds, type Ids } from './lib/ids.js';
 import { createMasterKey, type MasterKey } from './lib/master-key.js';
 import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher.js';
@@ -31,7 +29,7 @@ export interface Deps {
   redis?: Redis;
   metrics: Registry;
   lastUsed: LastUsedBuffer;
-  caches: { tenants: LRUCache<string, Tenant>; auth: AuthCache };
+  caches: { auth: AuthCache };
 }
 
 export interface DepsOptions {
@@ -87,7 +85,6 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
     metrics,
     lastUsed: createLastUsedBuffer(db.kysely),
     caches: {
-      tenants: new LRUCache<string, Tenant>({ max: 10_000, ttl: 5_000 }),
       auth: createAuthCache(config.authCacheTtlMs),
     },
   };

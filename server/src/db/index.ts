@@ -110,6 +110,14 @@ export function isUniqueViolation(error: unknown): boolean {
   return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
+/**
+ * `SELECT … FOR UPDATE` on PostgreSQL; SQLite has no row locks and needs none (its transactions
+ * are serialised on the one connection).
+ */
+export function lockForUpdate<Q extends { forUpdate(): Q }>(query: Q, dialect: Dialect): Q {
+  return dialect === 'postgres' ? query.forUpdate() : query;
+}
+
 /** JSON columns are text in both dialects. */
 export const json = {
   write: (value: unknown): string => JSON.stringify(value ?? null),

@@ -26,7 +26,8 @@ export function createLastUsedBuffer(db: Kysely<Database>): LastUsedBuffer {
       pending = { api_keys: new Map(), service_keys: new Map() };
       await db.transaction().execute(async (trx) => {
         for (const table of ['api_keys', 'service_keys'] as const) {
-          for (const [id, at] of batch[table]) {
+          // In id order, so two instances flushing at once lock rows in the same order (no deadlock).
+          for (const [id, at] of [...batch[table]].sort(([a], [b]) => (a < b ? -1 : 1))) {
             await trx.updateTable(table).set({ last_used_at: at }).where('id', '=', id).execute();
           }
         }

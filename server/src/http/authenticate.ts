@@ -96,8 +96,7 @@ export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
     request.principal = principal;
   };
   // Callback style so that public routes cost no promise.
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id);
+  app.addHook('onRequest', (request, _reply, done) => {
     const auth = request.routeOptions.config?.auth;
     if (auth === undefined || auth === 'public') return done();
     // A credential seen moments ago is answered from memory, without a promise.

@@ -7,15 +7,20 @@ import { actingTenant } from '../../http/tenant.js';
 import { getUser, importUsers, listUsers, patchUser } from './accounts.admin.service.js';
 import { AdminUserPatch, ImportUsersBody, User } from './accounts.schemas.js';
 
-/** Tenant-scoped user administration: tenant admins, operators (any tenant) and service keys. */
+/**
+ * Tenant-scoped user administration: tenant admins and operators (any tenant). Service keys may
+ * read users; changing users (roles, disabling, imports) takes a person, so that a leaked backend
+ * key cannot make itself an admin.
+ */
 export function registerAdminUserRoutes(app: App, deps: Deps): void {
   const tags = ['admin: users'];
-  const auth = ['admin', 'service'] as const;
+  const read = ['admin', 'service'] as const;
+  const write = ['admin'] as const;
 
   app.get(
     '/api/admin/users',
     {
-      config: { auth },
+      config: { auth: read },
       schema: {
         tags,
         summary: 'List users of the tenant',
@@ -39,7 +44,7 @@ export function registerAdminUserRoutes(app: App, deps: Deps): void {
   app.get(
     '/api/admin/users/:id',
     {
-      config: { auth },
+      config: { auth: read },
       schema: { tags, params: IdParams, response: { 200: Type.Ref(User), ...errors(401, 403, 404) } },
     },
     async (request) => getUser(deps, (await actingTenant(deps, request)).id, request.params.id),
@@ -48,7 +53,7 @@ export function registerAdminUserRoutes(app: App, deps: Deps): void {
   app.patch(
     '/api/admin/users/:id',
     {
-      config: { auth },
+      config: { auth: write },
       schema: {
         tags,
         summary: 'Change a user’s name, role or disabled state (disabling signs them out)',
@@ -73,7 +78,7 @@ export function registerAdminUserRoutes(app: App, deps: Deps): void {
   app.post(
     '/api/admin/users/import',
     {
-      config: { auth },
+      config: { auth: write },
       schema: {
         tags,
         summary: 'Import users with argon2id or bcrypt hashes, all or nothing',

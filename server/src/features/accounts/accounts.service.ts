@@ -7,7 +7,7 @@ import { revokeUserSessions, startSession } from '../sessions/sessions.service.j
 import { effectiveSettings, requireTenant } from '../tenants/tenants.service.js';
 import type { Tenant } from '../tenants/tenants.types.js';
 import { findUser, findUserByEmail, insertUser, type UserRow, updateUser } from './accounts.repo.js';
-import { assertNotBlocked, recordFailure, recordSuccess } from './login-guard.js';
+import { beginAttempt } from './login-guard.js';
 import { checkPassword } from './password-policy.js';
 
 export function normalizeEmail(email: string): string {
@@ -99,14 +99,19 @@ export async function login(
   deps.passwords.assertCapacity();
   const email = normalizeEmail(input.email);
   const attempt = { tenantId: tenant.id, email, ip: client.ip };
-  await assertNotBlocked(deps, attempt);
-  const user = await findUserByEmail(deps.db.kysely, tenant.id, email);
+  const ticket = await beginAttempt(deps, attempt);
+  let user: UserRow | undefined;
   let check = { ok: false, needsRehash: false };
-  if (user?.password_hash) check = await deps.passwords.verify(user.password_hash, input.password);
-  else await deps.passwords.verifyDummy(input.password);
+  try {
+    user = await findUserByEmail(deps.db.kysely, tenant.id, email);
+    if (user?.password_hash) check = await deps.passwords.verify(user.password_hash, input.password);
+    else await deps.passwords.verifyDummy(input.password);
+  } catch (error) {
+    await ticket.abandoned();
+    throw error;
+  }
 
   if (!user || !check.ok) {
-    await recordFailure(deps, attempt);
     await recordAudit(deps.db.kysely, deps, {
       tenantId: tenant.id,
       action: 'login.failed',
@@ -117,7 +122,7 @@ export async function login(
     });
     throw badCredentials();
   }
-  await recordSuccess(deps, attempt);
+  await ticket.succeeded();
   if (user.disabled_at !== null) {
     throw new AppError('account_disabled', 'This account is disabled');
   }
@@ -192,17 +197,20 @@ export async function changePassword(
   deps.passwords.assertCapacity();
   const tenant = await requireTenant(deps, principal.tenantId);
   const user = await requireUser(deps, principal.tenantId, principal.userId);
-  const attempt = { tenantId: tenant.id, email: user.email, ip: client.ip };
-  await assertNotBlocked(deps, attempt);
-  const check = user.password_hash
-    ? await deps.passwords.verify(user.password_hash, input.current_password)
-    : { ok: false };
+  const ticket = await beginAttempt(deps, { tenantId: tenant.id, email: user.email, ip: client.ip });
+  let check = { ok: false };
+  try {
+    if (user.password_hash) check = await deps.passwords.verify(user.password_hash, input.current_password);
+  } catch (error) {
+    await ticket.abandoned();
+    throw error;
+  }
   if (!check.ok) {
-    await recordFailure(deps, attempt);
     throw new AppError('invalid_credentials', 'current_password is incorrect', {
       details: { fields: [{ field: 'current_password', in: 'body', message: 'is incorrect' }] },
     });
   }
+  await ticket.succeeded();
   await assertPasswordAllowed(deps, tenant, input.new_password, 'new_password');
   const hash = await deps.passwords.hash(input.new_password);
   const now = deps.clock.now();

@@ -38,32 +38,45 @@ const keys = (attempt: Attempt) => ({
   ip: attempt.ip ?? '-',
 });
 
-/** Throws 429 with Retry-After when this email from this ip, or this ip, has failed too often. */
-export async function assertNotBlocked(deps: Deps, attempt: Attempt): Promise<void> {
+export interface AttemptTicket {
+  /** The password was right: forget this pair's failures and give the ip its point back. */
+  succeeded(): Promise<void>;
+  /** The password was never checked (overload, error): give back both points. */
+  abandoned(): Promise<void>;
+}
+
+/**
+ * Counts a sign-in attempt *before* the password is checked, so that guesses sent in parallel
+ * cannot all pass a check that only reads the counters, and throws 429 with Retry-After when this
+ * email from this ip, or this ip, is over its limit. A wrong password simply keeps its point.
+ */
+export async function beginAttempt(deps: Deps, attempt: Attempt): Promise<AttemptTicket> {
   const guard = guardOf(deps);
   const k = keys(attempt);
-  const [account, ip] = await Promise.all([guard.byAccount.get(k.account), guard.byIp.get(k.ip)]);
-  const blocked = [
-    account && account.consumedPoints >= ACCOUNT_FAILURES.points ? account.msBeforeNext : 0,
-    ip && ip.consumedPoints >= IP_FAILURES.points ? ip.msBeforeNext : 0,
-  ];
-  const waitMs = Math.max(...blocked);
+  const results = await Promise.allSettled([guard.byAccount.consume(k.account), guard.byIp.consume(k.ip)]);
+  let waitMs = 0;
+  for (const result of results) {
+    if (result.status === 'fulfilled') continue;
+    if (result.reason instanceof Error) {
+      // The counter store failed (not a limit): sign-in stays available; the failure is logged.
+      deps.log.error({ err: result.reason }, 'login guard store unavailable');
+      continue;
+    }
+    waitMs = Math.max(waitMs, (result.reason as { msBeforeNext: number }).msBeforeNext);
+  }
   if (waitMs > 0) {
-    const retryAfter = String(Math.ceil(waitMs / 1000));
+    const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
     throw new AppError('too_many_attempts', 'Too many failed sign-in attempts; try again later', {
-      headers: { 'retry-after': retryAfter },
-      details: { retry_after_seconds: Number(retryAfter) },
+      headers: { 'retry-after': String(retryAfter) },
+      details: { retry_after_seconds: retryAfter },
     });
   }
-}
-
-export async function recordFailure(deps: Deps, attempt: Attempt): Promise<void> {
-  const guard = guardOf(deps);
-  const k = keys(attempt);
-  // A rejection here only means the limit is now reached; the next attempt is refused by assertNotBlocked.
-  await Promise.allSettled([guard.byAccount.consume(k.account), guard.byIp.consume(k.ip)]);
-}
-
-export async function recordSuccess(deps: Deps, attempt: Attempt): Promise<void> {
-  await guardOf(deps).byAccount.delete(keys(attempt).account);
+  return {
+    async succeeded() {
+      await Promise.allSettled([guard.byAccount.delete(k.account), guard.byIp.reward(k.ip, 1)]);
+    },
+    async abandoned() {
+      await Promise.allSettled([guard.byAccount.reward(k.account, 1), guard.byIp.reward(k.ip, 1)]);
+    },
+  };
 }

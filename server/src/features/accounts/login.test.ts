@@ -117,6 +117,25 @@ describe('POST /api/auth/login', () => {
     assert.equal(owner.status, 200, owner.text);
   });
 
+  it('429 for guesses sent in parallel beyond the limit: they are counted before the password is checked', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const guesses = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        h.request({
+          method: 'POST',
+          url: '/api/auth/login',
+          tenant: t.publishableKey,
+          ip: '203.0.113.77',
+          body: { email: user.email, password: `parallel guess ${i}` },
+        }),
+      ),
+    );
+    const statuses = guesses.map((r) => r.status);
+    assert.equal(statuses.filter((s) => s === 401).length, 10, statuses.join(','));
+    assert.equal(statuses.filter((s) => s === 429).length, 20, statuses.join(','));
+  });
+
   it('403 account_disabled only after the right password', async () => {
     const t = await h.tenant();
     const user = await t.user();

@@ -47,3 +47,20 @@ export async function updateApiKey(
 ): Promise<void> {
   await db.updateTable('api_keys').set(changes).where('tenant_id', '=', tenantId).where('id', '=', id).execute();
 }
+
+/** Points a key at its successor and shortens its life to the overlap, unless it was rotated already. */
+export async function markRotated(
+  db: Kysely<Database>,
+  tenantId: string,
+  id: string,
+  change: { expiresAt: number; successorId: string },
+): Promise<boolean> {
+  const result = await db
+    .updateTable('api_keys')
+    .set({ expires_at: change.expiresAt, rotated_to: change.successorId })
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .where('rotated_to', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}

@@ -14,6 +14,7 @@ import {
   findApiKeyByHash,
   insertApiKey,
   listApiKeys as listRows,
+  markRotated,
   updateApiKey,
 } from './api-keys.repo.js';
 
@@ -151,7 +152,10 @@ export async function rotateApiKey(
       expiresAt: old.expires_at,
       client,
     });
-    await updateApiKey(trx, principal.tenantId, id, { expires_at: oldEnds, rotated_to: created.row.id });
+    // Conditional, so that of two concurrent rotations only one links a successor (the other rolls back).
+    if (!(await markRotated(trx, principal.tenantId, id, { expiresAt: oldEnds, successorId: created.row.id }))) {
+      throw new AppError('conflict', 'This key was rotated at the same moment; list your keys and rotate the new one');
+    }
     await recordAudit(trx, deps, {
       tenantId: principal.tenantId,
       action: 'api_key.rotated',

@@ -262,6 +262,24 @@ describe('POST /api/keys/:id/rotate', () => {
     assert.equal((await me(fresh.key)).status, 200);
   });
 
+  it('201 once for concurrent rotations of one key; the others 409 and leave no extra successor', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const old = await createKey(user.accessToken, { name: 'raced' });
+    const results = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        h.request({ method: 'POST', url: `/api/keys/${old.id}/rotate`, token: user.accessToken, body: {} }),
+      ),
+    );
+    assert.deepEqual(
+      results.map((r) => r.status).sort(),
+      [201, 409, 409, 409, 409, 409],
+      results.map((r) => r.text).join('\n'),
+    );
+    const named = (await list(user.accessToken)).body.data.filter((k: { name: string }) => k.name === 'raced');
+    assert.equal(named.length, 2, 'the old key (in its overlap) and exactly one successor');
+  });
+
   it('409 rotating an already rotated key names its successor, which keeps the original expiry', async () => {
     const t = await h.tenant();
     const user = await t.user();

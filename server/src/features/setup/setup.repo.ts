@@ -14,6 +14,12 @@ export async function writeState(db: Kysely<Database>, key: string, value: strin
     .execute();
 }
 
-export async function deleteState(db: Kysely<Database>, key: string): Promise<void> {
-  await db.deleteFrom('instance_state').where('key', '=', key).execute();
+/** Deletes the entry only if it still holds `value`; true when this call deleted it. */
+export async function takeState(db: Kysely<Database>, key: string, value: string): Promise<boolean> {
+  const result = await db
+    .deleteFrom('instance_state')
+    .where('key', '=', key)
+    .where('value', '=', value)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows) === 1;
 }

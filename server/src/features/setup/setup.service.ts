@@ -4,9 +4,9 @@ import type { ClientInfo } from '../../http/principal.js';
 import { SETUP_TOKEN_PREFIX } from '../../lib/key-prefixes.js';
 import { randomToken, safeEqual, sha256 } from '../../lib/tokens.js';
 import { operatorExists } from '../accounts/accounts.repo.js';
-import { register } from '../accounts/accounts.service.js';
+import { assertPasswordAllowed, register } from '../accounts/accounts.service.js';
 import { getDefaultTenant } from '../tenants/tenants.service.js';
-import { deleteState, readState, writeState } from './setup.repo.js';
+import { readState, takeState, writeState } from './setup.repo.js';
 
 const STATE_KEY = 'setup_token';
 
@@ -27,21 +27,30 @@ export async function issueSetupToken(deps: Deps): Promise<string | null> {
   return token;
 }
 
-/** Creates the first operator with the setup token; the token then stops working. */
+/**
+ * Creates the first operator with the setup token. The token is taken from the database before the
+ * account is made (a conditional delete), so parallel requests with one token make one operator;
+ * if making the account fails, the token is put back.
+ */
 export async function completeSetup(
   deps: Deps,
   input: { token: string; email: string; password: string; name?: string },
   client: ClientInfo,
 ) {
+  const invalid = () => new AppError('invalid_token', 'The setup token is invalid, expired or already used');
   const stored = await readState(deps.db.kysely, STATE_KEY);
   const state = stored ? (JSON.parse(stored) as { hash: string; expires_at: number }) : null;
-  const valid = state !== null && safeEqual(state.hash, sha256(input.token)) && state.expires_at > deps.clock.now();
-  if (!valid || (await operatorExists(deps.db.kysely))) {
-    throw new AppError('invalid_token', 'The setup token is invalid, expired or already used');
+  if (!stored || !state || !safeEqual(state.hash, sha256(input.token)) || state.expires_at <= deps.clock.now()) {
+    throw invalid();
   }
   const tenant = await getDefaultTenant(deps);
   if (!tenant) throw new AppError('not_ready', 'The default tenant does not exist yet');
-  const result = await register(deps, tenant, input, client, 'operator');
-  await deleteState(deps.db.kysely, STATE_KEY);
-  return result;
+  await assertPasswordAllowed(deps, tenant, input.password);
+  if (!(await takeState(deps.db.kysely, STATE_KEY, stored)) || (await operatorExists(deps.db.kysely))) throw invalid();
+  try {
+    return await register(deps, tenant, input, client, 'operator');
+  } catch (error) {
+    await writeState(deps.db.kysely, STATE_KEY, stored, deps.clock.now());
+    throw error;
+  }
 }

@@ -46,4 +46,56 @@ describe('POST /api/setup', () => {
     assert.equal(again.status, 401);
     assert.equal(await issueSetupToken(h.deps), null);
   });
+
+  it('201 once for parallel requests with one token: one operator, the rest 401', async () => {
+    const own = await createHarness({}, { operator: false });
+    try {
+      const token = await issueSetupToken(own.deps);
+      const results = await Promise.all(
+        [1, 2, 3, 4].map((i) =>
+          own.request({
+            method: 'POST',
+            url: '/api/setup',
+            body: { token, email: `op${i}@example.com`, password: STRONG_PASSWORD },
+          }),
+        ),
+      );
+      assert.deepEqual(results.map((r) => r.status).sort(), [201, 401, 401, 401]);
+      const operators = await own.deps.db.kysely
+        .selectFrom('users')
+        .select('id')
+        .where('role', '=', 'operator')
+        .execute();
+      assert.equal(operators.length, 1);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('keeps the token when making the account fails, so setup can be retried', async () => {
+    const own = await createHarness({}, { operator: false });
+    try {
+      const token = await issueSetupToken(own.deps);
+      const taken = await own.request({
+        method: 'POST',
+        url: '/api/auth/register',
+        body: { email: 'taken@example.com', password: STRONG_PASSWORD },
+      });
+      assert.equal(taken.status, 201);
+      const clash = await own.request({
+        method: 'POST',
+        url: '/api/setup',
+        body: { token, email: 'taken@example.com', password: STRONG_PASSWORD },
+      });
+      assert.equal(clash.status, 409);
+      const retry = await own.request({
+        method: 'POST',
+        url: '/api/setup',
+        body: { token, email: 'op@example.com', password: STRONG_PASSWORD },
+      });
+      assert.equal(retry.status, 201, retry.text);
+    } finally {
+      await own.close();
+    }
+  });
 });

@@ -8,6 +8,8 @@ import type { MasterKey } from '../../lib/master-key.js';
 import { insertActiveSigningKey, listSigningKeys, type SigningKeyRow } from './signing-keys.repo.js';
 
 const ALG = 'ES256';
+/** How long after a rotation every instance has picked up the new key (refresh every 60 s, plus margin). */
+const KEY_PICKUP_MS = 2 * 60_000;
 
 /** Claims of a Gatehouse access token (issue 2: iss, aud, sub, tid, sid, iat, exp, jti). */
 export interface AccessClaims {
@@ -109,7 +111,10 @@ export function createKeyring(deps: KeyringDeps): Keyring {
     return kid;
   }
 
-  const isPublished = (key: LoadedKey) => key.retiredAt === null || key.retiredAt + deps.maxAccessTtlMs > deps.now();
+  // Other instances may sign with a retired key until their next refresh (every minute), so a
+  // retired key stays published for the longest token lifetime plus that pick-up time.
+  const isPublished = (key: LoadedKey) =>
+    key.retiredAt === null || key.retiredAt + deps.maxAccessTtlMs + KEY_PICKUP_MS > deps.now();
 
   return {
     async load() {

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { isUniqueViolation, json } from '../../db/index.js';
+import { type Dialect, isUniqueViolation, json, lockForUpdate } from '../../db/index.js';
 import type { Database, TenantTable } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
 import type { Tenant, TenantSettings } from './tenants.types.js';
@@ -40,8 +40,10 @@ export async function insertTenant(db: Kysely<Database>, tenant: Tenant): Promis
 export async function findTenant(
   db: Kysely<Database>,
   by: { id: string } | { slug: string } | { publishableKey: string },
+  options: { lock?: Dialect } = {},
 ): Promise<Tenant | null> {
   let query = db.selectFrom('tenants').selectAll();
+  if (options.lock) query = lockForUpdate(query, options.lock);
   if ('id' in by) query = query.where('id', '=', by.id);
   else if ('slug' in by) query = query.where('slug', '=', by.slug);
   else query = query.where('publishable_key', '=', by.publishableKey);

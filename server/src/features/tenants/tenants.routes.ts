@@ -18,10 +18,13 @@ const PasswordPolicy = Type.Object(
 
 const Origin = Type.String({ pattern: '^https?://[^/\\s]+$', maxLength: 255, description: 'scheme://host[:port]' });
 
+const MAX_REFRESH_SECONDS = 5 * 366 * 86_400;
+
 const settingsFields = {
-  access_token_ttl_seconds: Type.Integer({ minimum: 60 }),
-  refresh_token_idle_ttl_seconds: Type.Integer({ minimum: 60 }),
-  refresh_token_absolute_ttl_seconds: Type.Integer({ minimum: 60 }),
+  // Upper bounds keep every computed expiry a valid date; MAX_ACCESS_TOKEN_TTL is checked too.
+  access_token_ttl_seconds: Type.Integer({ minimum: 60, maximum: 30 * 86_400 }),
+  refresh_token_idle_ttl_seconds: Type.Integer({ minimum: 60, maximum: MAX_REFRESH_SECONDS }),
+  refresh_token_absolute_ttl_seconds: Type.Integer({ minimum: 60, maximum: MAX_REFRESH_SECONDS }),
   allowed_origins: Type.Array(Origin, { maxItems: 100 }),
   password_policy: PasswordPolicy,
 };

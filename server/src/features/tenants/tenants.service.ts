@@ -19,7 +19,8 @@ export function effectiveSettings(config: Config, tenant: Tenant): EffectiveSett
   const s = tenant.settings;
   const seconds = (value: number | undefined, fallbackMs: number) => (value !== undefined ? value * 1000 : fallbackMs);
   return {
-    accessTtlMs: seconds(s.access_token_ttl_seconds, config.tokens.accessTtlMs),
+    // Clamped: lowering MAX_ACCESS_TOKEN_TTL must bind tenants that chose more before.
+    accessTtlMs: Math.min(seconds(s.access_token_ttl_seconds, config.tokens.accessTtlMs), config.tokens.maxAccessTtlMs),
     refreshIdleTtlMs: seconds(s.refresh_token_idle_ttl_seconds, config.tokens.refreshIdleTtlMs),
     refreshAbsoluteTtlMs: seconds(s.refresh_token_absolute_ttl_seconds, config.tokens.refreshAbsoluteTtlMs),
     allowedOrigins: s.allowed_origins ?? [],
@@ -107,7 +108,7 @@ export async function createTenant(
       target: { type: 'tenant', id: tenant.id },
     });
   });
-  originIndexes.delete(deps);
+  deps.caches.auth.clear();
   return tenant;
 }
 
@@ -126,11 +127,7 @@ export async function ensureDefaultTenant(deps: Deps, actor: Actor): Promise<Ten
 }
 
 async function cached(deps: Deps, cacheKey: string, load: () => Promise<Tenant | null>): Promise<Tenant | null> {
-  const hit = deps.caches.tenants.get(cacheKey);
-  if (hit) return hit;
-  const tenant = await load();
-  if (tenant) deps.caches.tenants.set(cacheKey, tenant);
-  return tenant;
+  return (await deps.caches.auth.read('tenant', cacheKey, async () => (await load()) ?? undefined)) ?? null;
 }
 
 export function getTenant(deps: Deps, id: string): Promise<Tenant | null> {
@@ -164,18 +161,21 @@ export async function updateTenant(
   id: string,
   input: { name?: string; settings?: Record<string, unknown> },
 ): Promise<Tenant> {
-  const tenant = await requireTenant(deps, id);
-  const merged = { ...tenant.settings } as Record<string, unknown>;
-  for (const [key, value] of Object.entries(input.settings ?? {})) {
-    if (value === null) delete merged[key];
-    else if (key === 'password_policy' && typeof value === 'object')
-      merged[key] = { ...tenant.settings.password_policy, ...value };
-    else merged[key] = value;
-  }
-  const settings = merged as TenantSettings;
-  checkSettings(deps.config, settings);
   const updatedAt = deps.clock.now();
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  // Read, merge and write in one transaction, from the database rather than the cache, so that
+  // two concurrent changes to different settings both survive (the row is locked on PostgreSQL).
+  const updated = await deps.db.kysely.transaction().execute(async (trx) => {
+    const tenant = await findTenant(trx, { id }, { lock: deps.db.dialect });
+    if (!tenant) throw notFound('Tenant');
+    const merged = { ...tenant.settings } as Record<string, unknown>;
+    for (const [key, value] of Object.entries(input.settings ?? {})) {
+      if (value === null) delete merged[key];
+      else if (key === 'password_policy' && typeof value === 'object')
+        merged[key] = { ...tenant.settings.password_policy, ...value };
+      else merged[key] = value;
+    }
+    const settings = merged as TenantSettings;
+    checkSettings(deps.config, settings);
     await updateTenantRow(trx, id, { name: input.name, settings, updatedAt });
     await recordAudit(trx, deps, {
       tenantId: id,
@@ -184,29 +184,38 @@ export async function updateTenant(
       target: { type: 'tenant', id },
       data: { fields: Object.keys(input) },
     });
+    return { ...tenant, name: input.name ?? tenant.name, settings, updatedAt };
   });
-  deps.caches.tenants.clear();
-  originIndexes.delete(deps);
-  return { ...tenant, name: input.name ?? tenant.name, settings, updatedAt };
+  deps.caches.auth.clear();
+  return updated;
 }
 
-interface OriginIndex {
+export interface OriginIndex {
+  /** Every origin any tenant allows (for preflights, which name no tenant). */
   all: Set<string>;
-  byPublishableKey: Map<string, Set<string>>;
-  loadedAt: number;
+  byTenantId: Map<string, Set<string>>;
+  tenantIdByPublishableKey: Map<string, string>;
+  defaultTenantId: string | undefined;
 }
-const originIndexes = new WeakMap<Deps, OriginIndex>();
 
-/** Every tenant's CORS allow-list, rebuilt at most every 5 seconds (and after a tenant update). */
+/** Every tenant's CORS allow-list, through the read cache (rebuilt after any tenant change). */
 export async function listAllowedOrigins(deps: Deps): Promise<OriginIndex> {
-  const cachedIndex = originIndexes.get(deps);
-  if (cachedIndex && deps.clock.now() - cachedIndex.loadedAt < 5_000) return cachedIndex;
-  const index: OriginIndex = { all: new Set(), byPublishableKey: new Map(), loadedAt: deps.clock.now() };
-  for (const tenant of await listAllTenants(deps.db.kysely)) {
-    const origins = new Set(effectiveSettings(deps.config, tenant).allowedOrigins);
-    index.byPublishableKey.set(tenant.publishableKey, origins);
-    for (const origin of origins) index.all.add(origin);
-  }
-  originIndexes.set(deps, index);
+  const index = await deps.caches.auth.read('origins', 'all', async () => {
+    const built: OriginIndex = {
+      all: new Set(),
+      byTenantId: new Map(),
+      tenantIdByPublishableKey: new Map(),
+      defaultTenantId: undefined,
+    };
+    for (const tenant of await listAllTenants(deps.db.kysely)) {
+      const origins = new Set(effectiveSettings(deps.config, tenant).allowedOrigins);
+      built.byTenantId.set(tenant.id, origins);
+      built.tenantIdByPublishableKey.set(tenant.publishableKey, tenant.id);
+      if (tenant.slug === DEFAULT_TENANT_SLUG) built.defaultTenantId = tenant.id;
+      for (const origin of origins) built.all.add(origin);
+    }
+    return built;
+  });
+  if (!index) throw new Error('origin index missing');
   return index;
 }

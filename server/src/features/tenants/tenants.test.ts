@@ -390,4 +390,25 @@ describe('allowed_origins (CORS)', () => {
     const denied = await preflight(`https://unlisted-${unique()}.example.com`);
     assert.equal(denied.headers['access-control-allow-origin'], undefined);
   });
+
+  it("an authenticated call is shared only with its own tenant's origins, whatever tenant header it sends", async () => {
+    const a = await h.tenant();
+    const b = await h.tenant();
+    const origin = `https://a-only-${unique()}.example.com`;
+    assert.equal((await patchTenant(a.id, { settings: { allowed_origins: [origin] } })).status, 200);
+    const userOfB = await b.user();
+    const userOfA = await a.user();
+    const me = (token: string, tenant?: string) =>
+      h.request({ method: 'GET', url: '/api/auth/me', token, tenant, headers: { origin } });
+    assert.equal((await me(userOfA.accessToken)).headers['access-control-allow-origin'], origin);
+    for (const tenant of [undefined, a.publishableKey]) {
+      const res = await me(userOfB.accessToken, tenant);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['access-control-allow-origin'], undefined, `B's user, header ${tenant}`);
+      assert.match(String(res.headers.vary), /Origin/);
+    }
+    const refused = await h.request({ method: 'GET', url: '/api/auth/me', headers: { origin } });
+    assert.equal(refused.status, 401);
+    assert.equal(refused.headers['access-control-allow-origin'], undefined, 'the default tenant does not list it');
+  });
 });
