@@ -71,6 +71,11 @@ export interface TestTenant {
   admin(): Promise<TestUser>;
   /** A fresh tenant service key (secret). */
   serviceKey(): Promise<string>;
+  /** POST /api/auth/login in this tenant. */
+  login(
+    credentials: { email: string; password: string },
+    options?: { ip?: string; headers?: Record<string, string> },
+  ): Promise<TestResponse>;
 }
 
 export const STRONG_PASSWORD = 'correct horse battery staple';
@@ -224,6 +229,14 @@ export async function createHarness(
       id: created.id,
       publishableKey: created.publishable_key,
       user,
+      login: ({ email, password }, options = {}) =>
+        request({
+          method: 'POST',
+          url: '/api/auth/login',
+          tenant: created.publishable_key,
+          body: { email, password },
+          ...options,
+        }),
       async admin() {
         const admin = await user();
         expectStatus(

@@ -186,12 +186,7 @@ describe('POST /api/auth/password', () => {
   it('200 changes the password and revokes every other session, keeping this one', async () => {
     const t = await h.tenant();
     const user = await t.user();
-    const other = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: user.password },
-    });
+    const other = await t.login({ email: user.email, password: user.password });
     const res = await h.request({
       method: 'POST',
       url: '/api/auth/password',
@@ -208,19 +203,9 @@ describe('POST /api/auth/password', () => {
       body: { refresh_token: other.body.refresh_token },
     });
     assert.equal(refresh.status, 401);
-    const oldLogin = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: user.password },
-    });
+    const oldLogin = await t.login({ email: user.email, password: user.password });
     assert.equal(oldLogin.status, 401);
-    const newLogin = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: 'a different long passphrase' },
-    });
+    const newLogin = await t.login({ email: user.email, password: 'a different long passphrase' });
     assert.equal(newLogin.status, 200);
   });
 
@@ -243,12 +228,7 @@ describe('POST /api/auth/password', () => {
     });
     assert.equal(weak.status, 400);
     assert.equal(weak.body.error.details.fields[0].field, 'new_password');
-    const login = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: user.password },
-    });
+    const login = await t.login({ email: user.email, password: user.password });
     assert.equal(login.status, 200);
   });
 });

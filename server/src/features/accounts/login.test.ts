@@ -12,12 +12,7 @@ describe('POST /api/auth/login', () => {
   it('200 with JSON {email, password}', async () => {
     const t = await h.tenant();
     const user = await t.user();
-    const res = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: user.password },
-    });
+    const res = await t.login({ email: user.email, password: user.password });
     assert.equal(res.status, 200, res.text);
     assert.equal(res.body.user.id, user.id);
     assert.ok(res.body.access_token && res.body.refresh_token);
@@ -42,18 +37,8 @@ describe('POST /api/auth/login', () => {
   it('401 invalid_credentials is identical for a wrong password and an unknown email', async () => {
     const t = await h.tenant();
     const user = await t.user();
-    const wrong = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: 'not the password at all' },
-    });
-    const unknown = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: 'nobody@example.com', password: 'not the password at all' },
-    });
+    const wrong = await t.login({ email: user.email, password: 'not the password at all' });
+    const unknown = await t.login({ email: 'nobody@example.com', password: 'not the password at all' });
     assert.equal(wrong.status, 401);
     assert.equal(unknown.status, 401);
     assert.deepEqual({ ...wrong.body.error, requestId: 0 }, { ...unknown.body.error, requestId: 0 });
@@ -73,12 +58,7 @@ describe('POST /api/auth/login', () => {
     const t1 = await h.tenant();
     const t2 = await h.tenant();
     const user = await t1.user();
-    const res = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t2.publishableKey,
-      body: { email: user.email, password: user.password },
-    });
+    const res = await t2.login({ email: user.email, password: user.password });
     assert.equal(res.status, 401);
   });
 
@@ -96,24 +76,12 @@ describe('POST /api/auth/login', () => {
       });
       assert.equal(res.status, 401);
     }
-    const blocked = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      ip: attacker,
-      body: { email: user.email, password: user.password },
-    });
+    const blocked = await t.login({ email: user.email, password: user.password }, { ip: attacker });
     assert.equal(blocked.status, 429, 'even the right password is refused from the blocked ip');
     assert.equal(blocked.body.error.code, 'too_many_attempts');
     assert.ok(Number(blocked.headers['retry-after']) > 0);
 
-    const owner = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      ip: '198.51.100.7',
-      body: { email: user.email, password: user.password },
-    });
+    const owner = await t.login({ email: user.email, password: user.password }, { ip: '198.51.100.7' });
     assert.equal(owner.status, 200, owner.text);
   });
 
@@ -147,19 +115,9 @@ describe('POST /api/auth/login', () => {
       body: { disabled: true },
     });
     assert.equal(patch.status, 200, patch.text);
-    const wrong = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: 'not the password at all' },
-    });
+    const wrong = await t.login({ email: user.email, password: 'not the password at all' });
     assert.equal(wrong.status, 401);
-    const right = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: user.password },
-    });
+    const right = await t.login({ email: user.email, password: user.password });
     assert.equal(right.status, 403);
     assert.equal(right.body.error.code, 'account_disabled');
     const me = await h.request({ method: 'GET', url: '/api/auth/me', token: user.accessToken });
@@ -187,12 +145,7 @@ describe('POST /api/auth/login', () => {
       .where('id', '=', id)
       .executeTakeFirstOrThrow();
     assert.match(before.password_hash ?? '', /^\$2[ab]\$/);
-    const login = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: 'old@example.com', password: 'legacy password 1' },
-    });
+    const login = await t.login({ email: 'old@example.com', password: 'legacy password 1' });
     assert.equal(login.status, 200, login.text);
     const afterRow = await h.deps.db.kysely
       .selectFrom('users')
@@ -200,12 +153,7 @@ describe('POST /api/auth/login', () => {
       .where('id', '=', id)
       .executeTakeFirstOrThrow();
     assert.match(afterRow.password_hash ?? '', /^\$argon2id\$/);
-    const again = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: 'old@example.com', password: 'legacy password 1' },
-    });
+    const again = await t.login({ email: 'old@example.com', password: 'legacy password 1' });
     assert.equal(again.status, 200);
   });
 });

@@ -109,12 +109,7 @@ describe('logout and sessions', () => {
   it('204 logout ends this session: its access and refresh tokens stop working, others keep going', async () => {
     const t = await h.tenant();
     const user = await t.user();
-    const other = await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: user.password },
-    });
+    const other = await t.login({ email: user.email, password: user.password });
     const res = await h.request({ method: 'POST', url: '/api/auth/logout', token: user.accessToken });
     assert.equal(res.status, 204);
     assert.equal((await me(user.accessToken)).status, 401);
@@ -140,12 +135,7 @@ describe('logout and sessions', () => {
   it('200 logout-all ends every session but API keys keep working', async () => {
     const t = await h.tenant();
     const user = await t.user();
-    await h.request({
-      method: 'POST',
-      url: '/api/auth/login',
-      tenant: t.publishableKey,
-      body: { email: user.email, password: user.password },
-    });
+    await t.login({ email: user.email, password: user.password });
     const res = await h.request({ method: 'POST', url: '/api/auth/logout-all', token: user.apiKey });
     assert.equal(res.status, 200);
     assert.equal(res.body.sessions_revoked, 2);
