@@ -6,7 +6,8 @@ import { readInput } from './lib/procs.js';
 
 export interface OverloadSpec {
   url: string;
-  body: string;
+  /** Request bodies, used in turn (sign-ins of many accounts, as real overload looks). */
+  bodies: string[];
   connections: number;
   seconds: number;
   timeoutMs: number;
@@ -41,12 +42,14 @@ let timeouts = 0;
 
 type Reply = { status: number; body: string } | { error: string };
 
+let next = 0;
 function post(): Promise<Reply> {
+  const body = spec.bodies[next++ % spec.bodies.length];
   return new Promise((resolve) => {
     const req = request(spec.url, {
       method: 'POST',
       agent,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(spec.body) },
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
     });
     const timer = setTimeout(() => {
       req.destroy();
@@ -67,7 +70,7 @@ function post(): Promise<Reply> {
       clearTimeout(timer);
       resolve({ error: error.code ?? error.message });
     });
-    req.end(spec.body);
+    req.end(body);
   });
 }
 

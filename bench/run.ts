@@ -170,12 +170,14 @@ async function measure(): Promise<Results> {
     met: loginRatio >= TARGET.login,
   };
 
-  say(`overload: login from ${OVERLOAD_CONNECTIONS} connections (10x the ${ADMITTED} admitted) for ${OVERLOAD_S} s`);
+  say(
+    `overload: login of ${f.crowd.length} accounts from ${OVERLOAD_CONNECTIONS} connections (10x the ${ADMITTED} admitted) for ${OVERLOAD_S} s`,
+  );
   const overload = await runJson<OverloadResult>(
     join(root, 'bench/overload.ts'),
     {
       url: `${base}/api/auth/login`,
-      body: loginBody,
+      bodies: f.crowd.map((email) => JSON.stringify({ email, password: f.password })),
       connections: OVERLOAD_CONNECTIONS,
       seconds: OVERLOAD_S,
       timeoutMs: REQUEST_TIMEOUT_MS,
@@ -198,6 +200,7 @@ async function measure(): Promise<Results> {
       loginConnections: LOGIN_CONNECTIONS,
       admitted: ADMITTED,
       overloadConnections: OVERLOAD_CONNECTIONS,
+      overloadAccounts: f.crowd.length,
       requestTimeoutMs: REQUEST_TIMEOUT_MS,
       idleSeconds: IDLE_S,
       argon2: ARGON2,

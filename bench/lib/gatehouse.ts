@@ -69,6 +69,8 @@ function startFlags(root: string): string[] {
 export interface Fixtures {
   email: string;
   password: string;
+  /** More accounts (same password), so that overload looks like many people signing in at once. */
+  crowd: string[];
   /** A plain user's access JWT, API key (gk_…), and the tenant's service key (gsk_…). */
   accessToken: string;
   apiKey: string;
@@ -86,7 +88,13 @@ async function call<T>(baseUrl: string, path: string, body: unknown, status: num
   return JSON.parse(text) as T;
 }
 
-/** Operator via the setup token, a service key in the default tenant, and one registered user. */
+/**
+ * Accounts for the overload scenario. The login guard allows 10 attempts in flight or failed per
+ * (account, ip); one account hammered from one address is a brute-force pattern, not overload.
+ */
+const CROWD = 40;
+
+/** Operator via the setup token, a service key in the default tenant, one user and a crowd of others. */
 export async function createFixtures(baseUrl: string, setupToken: string): Promise<Fixtures> {
   const password = `bench ${randomBytes(9).toString('base64url')} passphrase`;
   const operator = await call<{ access_token: string }>(
@@ -109,5 +117,10 @@ export async function createFixtures(baseUrl: string, setupToken: string): Promi
     { email, password },
     201,
   );
-  return { email, password, accessToken: user.access_token, apiKey: user.api_key.key, serviceKey: service.key };
+  const crowd: string[] = [];
+  for (let i = 0; i < CROWD; i++) {
+    crowd.push(`crowd${i}@bench.test`);
+    await call(baseUrl, '/api/auth/register', { email: crowd[i], password }, 201);
+  }
+  return { email, password, crowd, accessToken: user.access_token, apiKey: user.api_key.key, serviceKey: service.key };
 }

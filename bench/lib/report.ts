@@ -21,6 +21,7 @@ export interface Results {
     loginConnections: number;
     admitted: number;
     overloadConnections: number;
+    overloadAccounts: number;
     requestTimeoutMs: number;
     idleSeconds: number;
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
@@ -101,7 +102,7 @@ export function formatReport(r: Results): string {
 
   const o = r.overload;
   out.push(
-    `Overload: POST /api/auth/login from ${s.overloadConnections} connections (10x the ${s.admitted} admitted), ` +
+    `Overload: POST /api/auth/login of ${s.overloadAccounts} accounts from ${s.overloadConnections} connections (10x the ${s.admitted} admitted), ` +
       `${num(o.seconds, 1)} s, ${s.requestTimeoutMs / 1000} s per-request timeout`,
     table(
       ['outcome', 'count', 'p50 ms', 'p99 ms', 'max ms', 'target', 'result'],

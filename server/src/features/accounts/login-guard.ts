@@ -2,11 +2,13 @@ import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 
-// Failures allowed per (tenant, email, ip) before that pair is blocked, and per ip overall.
+// Attempts allowed per (tenant, email, ip) and per ip in an hour; a success gives its point back.
 // Keying the account limit by ip too means an attacker hammering a victim's email from their
 // addresses blocks only themselves; the owner still signs in from anywhere else (issue 2).
-const ACCOUNT_FAILURES = { points: 10, duration: 3600, blockDuration: 900 };
-const IP_FAILURES = { points: 100, duration: 3600, blockDuration: 3600 };
+// No extra block duration: points are taken before the password is checked, so a burst of
+// correct sign-ins must not leave a lasting block behind once their points are returned.
+const ACCOUNT_FAILURES = { points: 10, duration: 3600 };
+const IP_FAILURES = { points: 100, duration: 3600 };
 
 interface Guard {
   byAccount: RateLimiterAbstract;

@@ -104,6 +104,18 @@ describe('POST /api/auth/login', () => {
     assert.equal(statuses.filter((s) => s === 429).length, 20, statuses.join(','));
   });
 
+  it('200 again after a burst of correct sign-ins from one ip: returned points leave no block', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const burst = await Promise.all(
+      Array.from({ length: 15 }, () => t.login({ email: user.email, password: user.password }, { ip: '203.0.113.88' })),
+    );
+    for (const res of burst) assert.ok(res.status === 200 || res.status === 429, res.text);
+    assert.ok(burst.filter((r) => r.status === 200).length >= 10);
+    const after = await t.login({ email: user.email, password: user.password }, { ip: '203.0.113.88' });
+    assert.equal(after.status, 200, after.text);
+  });
+
   it('403 account_disabled only after the right password', async () => {
     const t = await h.tenant();
     const user = await t.user();
