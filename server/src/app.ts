@@ -12,6 +12,8 @@ import { User } from './features/accounts/accounts.schemas.js';
 import { registerApiKeyRoutes } from './features/api-keys/api-keys.routes.js';
 import { registerAuditRoutes } from './features/audit/audit.routes.js';
 import { registerHealthRoutes } from './features/health/health.routes.js';
+import { registerPlanRoutes } from './features/plans/plans.routes.js';
+import { Plan } from './features/plans/plans.schemas.js';
 import { registerServiceKeyRoutes } from './features/service-keys/service-keys.routes.js';
 import { registerSessionRoutes } from './features/sessions/sessions.routes.js';
 import { pruneSessions } from './features/sessions/sessions.service.js';
@@ -69,6 +71,7 @@ export async function buildApp(deps: Deps) {
   app.addSchema(ErrorBody);
   app.addSchema(User);
   app.addSchema(TenantBody);
+  app.addSchema(Plan);
 
   // Every answer names its request, including preflights and errors.
   app.addHook('onRequest', (request, reply, done) => {
@@ -90,6 +93,7 @@ export async function buildApp(deps: Deps) {
   registerTenantRoutes(app, deps);
   registerServiceKeyRoutes(app, deps);
   registerAdminUserRoutes(app, deps);
+  registerPlanRoutes(app, deps);
   registerAuditRoutes(app, deps);
 
   startHousekeeping(app, deps);

@@ -27,7 +27,7 @@ export interface ResolvedPrincipal {
   validUntil: number;
 }
 
-export type CacheKind = 'session' | 'api_key' | 'service_key' | 'user' | 'tenant' | 'origins';
+export type CacheKind = 'session' | 'api_key' | 'service_key' | 'user' | 'tenant' | 'origins' | 'plan';
 
 export function createAuthCache(ttlMs: number): AuthCache {
   let generation = 0;

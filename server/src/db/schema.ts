@@ -13,6 +13,7 @@ export interface Database {
   signing_keys: SigningKeyTable;
   audit_events: AuditEventTable;
   instance_state: InstanceStateTable;
+  plans: PlanTable;
 }
 
 export interface TenantTable {
@@ -21,6 +22,7 @@ export interface TenantTable {
   name: string;
   publishable_key: string;
   settings: string;
+  default_plan_id: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -32,6 +34,8 @@ export interface UserTable {
   name: string | null;
   password_hash: string | null;
   role: 'user' | 'admin' | 'operator';
+  /** null: the tenant's default plan. */
+  plan_id: string | null;
   disabled_at: number | null;
   email_verified_at: number | null;
   last_login_at: number | null;
@@ -118,5 +122,18 @@ export interface AuditEventTable {
 export interface InstanceStateTable {
   key: string;
   value: string;
+  updated_at: number;
+}
+
+/** Limits are null when unlimited. */
+export interface PlanTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  requests_per_hour: number | null;
+  llm_requests_per_hour: number | null;
+  max_tokens_per_request: number | null;
+  tokens_per_month: number | null;
+  created_at: number;
   updated_at: number;
 }

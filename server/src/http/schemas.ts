@@ -34,6 +34,14 @@ export function errors(...statuses: number[]): Record<number, TSchema> {
   return Object.fromEntries(statuses.map((status) => [status, Type.Ref(ErrorBody)]));
 }
 
+/**
+ * `null` or the schema, for request fields where null means "reset" or "unlimited". Null comes
+ * first: Ajv coerces types (for query strings) and would otherwise turn a JSON null into 0 or "".
+ */
+export function Nullable<T extends TSchema>(schema: T, options: { description?: string } = {}) {
+  return Type.Union([Type.Null(), schema], options);
+}
+
 export const Timestamp = Type.String({ format: 'date-time' });
 export const NullableTimestamp = Type.Union([Timestamp, Type.Null()]);
 

@@ -111,6 +111,7 @@ export async function importUsers(
     role: 'user',
     disabled_at: null,
     email_verified_at: user.email_verified ? now : null,
+    plan_id: null,
     last_login_at: null,
     created_at: now,
     updated_at: now,

@@ -8,6 +8,7 @@ import {
   ChangePasswordBody,
   LoginBody,
   LoginResponse,
+  Me,
   RegisterBody,
   RegisterResponse,
   UpdateMeBody,
@@ -62,7 +63,11 @@ export function registerAccountRoutes(app: App, deps: Deps): void {
     '/api/auth/me',
     {
       config: { auth: ['user'] },
-      schema: { tags, summary: 'The signed-in user', response: { 200: Type.Ref(User), ...errors(401) } },
+      schema: {
+        tags,
+        summary: 'The signed-in user, with their plan',
+        response: { 200: Me, ...errors(401) },
+      },
     },
     (request) => getMe(deps, userOf(request)),
   );

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import { Email, NullableTimestamp, Password, Timestamp } from '../../http/schemas.js';
+import { Email, Nullable, NullableTimestamp, Password, Timestamp } from '../../http/schemas.js';
+import { Plan } from '../plans/plans.schemas.js';
 
 export const User = Type.Object(
   {
@@ -14,6 +15,9 @@ export const User = Type.Object(
   },
   { $id: 'User' },
 );
+
+/** GET /api/auth/me: the user and the plan that applies to them. */
+export const Me = Type.Composite([User, Type.Object({ plan: Type.Ref(Plan) })]);
 
 export const TokenPair = {
   access_token: Type.String(),
@@ -53,7 +57,7 @@ export const LoginBody = Type.Object({
 export const LoginResponse = Type.Object({ ...TokenPair, user: Type.Ref(User) });
 
 export const UpdateMeBody = Type.Object(
-  { name: Type.Optional(Type.Union([Type.String({ maxLength: 200 }), Type.Null()])) },
+  { name: Type.Optional(Nullable(Type.String({ maxLength: 200 }))) },
   { additionalProperties: false },
 );
 
@@ -64,7 +68,7 @@ export const ChangePasswordBody = Type.Object(
 
 export const AdminUserPatch = Type.Object(
   {
-    name: Type.Optional(Type.Union([Type.String({ maxLength: 200 }), Type.Null()])),
+    name: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
     role: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('admin')])),
     disabled: Type.Optional(Type.Boolean()),
   },

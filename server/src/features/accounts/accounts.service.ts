@@ -3,6 +3,7 @@ import { AppError } from '../../errors.js';
 import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
 import { createApiKey, PRIMARY_KEY_NAME, presentApiKey } from '../api-keys/api-keys.service.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { planOfUser } from '../plans/plans.service.js';
 import { revokeUserSessions, startSession } from '../sessions/sessions.service.js';
 import { effectiveSettings, requireTenant } from '../tenants/tenants.service.js';
 import type { Tenant } from '../tenants/tenants.types.js';
@@ -57,6 +58,7 @@ export async function register(
     role,
     disabled_at: null,
     email_verified_at: null,
+    plan_id: null,
     last_login_at: now,
     created_at: now,
     updated_at: now,
@@ -157,7 +159,7 @@ export async function getMe(deps: Deps, principal: UserPrincipal) {
   // Cached in its presented form: /me is the hottest authenticated read.
   const user = await deps.caches.auth.read('user', `${principal.tenantId}:${principal.userId}`, async () => {
     const row = await findUser(deps.db.kysely, principal.tenantId, principal.userId);
-    return row && presentUser(row);
+    return row && { ...presentUser(row), plan: await planOfUser(deps, principal.tenantId, row) };
   });
   if (!user) throw new AppError('not_found', 'User not found');
   return user;

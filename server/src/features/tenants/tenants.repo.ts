@@ -11,6 +11,7 @@ function toTenant(row: TenantTable): Tenant {
     name: row.name,
     publishableKey: row.publishable_key,
     settings: json.read<TenantSettings>(row.settings, {}),
+    defaultPlanId: row.default_plan_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -26,6 +27,7 @@ export async function insertTenant(db: Kysely<Database>, tenant: Tenant): Promis
         name: tenant.name,
         publishable_key: tenant.publishableKey,
         settings: json.write(tenant.settings),
+        default_plan_id: tenant.defaultPlanId,
         created_at: tenant.createdAt,
         updated_at: tenant.updatedAt,
       })
@@ -60,13 +62,14 @@ export async function listTenants(db: Kysely<Database>, page: { after?: string; 
 export async function updateTenant(
   db: Kysely<Database>,
   id: string,
-  changes: { name?: string; settings?: TenantSettings; updatedAt: number },
+  changes: { name?: string; settings?: TenantSettings; defaultPlanId?: string; updatedAt: number },
 ): Promise<void> {
   await db
     .updateTable('tenants')
     .set({
       ...(changes.name !== undefined && { name: changes.name }),
       ...(changes.settings !== undefined && { settings: json.write(changes.settings) }),
+      ...(changes.defaultPlanId !== undefined && { default_plan_id: changes.defaultPlanId }),
       updated_at: changes.updatedAt,
     })
     .where('id', '=', id)

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
 import { actorOf } from '../../http/principal.js';
-import { type App, errors, IdParams, Page, PageQuery, Timestamp } from '../../http/schemas.js';
+import { type App, errors, IdParams, Nullable, Page, PageQuery, Timestamp } from '../../http/schemas.js';
 import { createTenant, effectiveSettings, listTenants, requireTenant, updateTenant } from './tenants.service.js';
 import type { Tenant } from './tenants.types.js';
 
@@ -34,15 +34,11 @@ const SettingsInput = Type.Partial(Type.Object(settingsFields), { additionalProp
 /** PATCH semantics: a field set to null goes back to the instance default. */
 const SettingsPatch = Type.Object(
   {
-    access_token_ttl_seconds: Type.Optional(Type.Union([settingsFields.access_token_ttl_seconds, Type.Null()])),
-    refresh_token_idle_ttl_seconds: Type.Optional(
-      Type.Union([settingsFields.refresh_token_idle_ttl_seconds, Type.Null()]),
-    ),
-    refresh_token_absolute_ttl_seconds: Type.Optional(
-      Type.Union([settingsFields.refresh_token_absolute_ttl_seconds, Type.Null()]),
-    ),
-    allowed_origins: Type.Optional(Type.Union([settingsFields.allowed_origins, Type.Null()])),
-    password_policy: Type.Optional(Type.Union([PasswordPolicy, Type.Null()])),
+    access_token_ttl_seconds: Type.Optional(Nullable(settingsFields.access_token_ttl_seconds)),
+    refresh_token_idle_ttl_seconds: Type.Optional(Nullable(settingsFields.refresh_token_idle_ttl_seconds)),
+    refresh_token_absolute_ttl_seconds: Type.Optional(Nullable(settingsFields.refresh_token_absolute_ttl_seconds)),
+    allowed_origins: Type.Optional(Nullable(settingsFields.allowed_origins)),
+    password_policy: Type.Optional(Nullable(PasswordPolicy)),
   },
   { additionalProperties: false },
 );

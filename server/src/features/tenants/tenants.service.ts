@@ -1,9 +1,12 @@
+import type { Kysely } from 'kysely';
 import type { Config } from '../../config.js';
+import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
 import type { Actor } from '../../http/principal.js';
 import { createSecret } from '../../lib/tokens.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { createDefaultPlans } from '../plans/plans.service.js';
 import {
   findTenant,
   insertTenant,
@@ -96,11 +99,15 @@ export async function createTenant(
     name: input.name,
     publishableKey: createSecret('pk'),
     settings,
+    defaultPlanId: null,
     createdAt: now,
     updatedAt: now,
   };
   await deps.db.kysely.transaction().execute(async (trx) => {
     await insertTenant(trx, tenant);
+    // Every tenant starts with the seeds' plans, free being the default.
+    tenant.defaultPlanId = await createDefaultPlans(trx, deps, tenant.id);
+    await updateTenantRow(trx, tenant.id, { defaultPlanId: tenant.defaultPlanId, updatedAt: now });
     await recordAudit(trx, deps, {
       tenantId: tenant.id,
       action: 'tenant.created',
@@ -188,6 +195,16 @@ export async function updateTenant(
   });
   deps.caches.auth.clear();
   return updated;
+}
+
+/** Makes a plan the tenant's default, on the caller's transaction (the plans feature owns plans). */
+export async function setDefaultPlan(
+  trx: Kysely<Database>,
+  deps: Deps,
+  tenantId: string,
+  planId: string,
+): Promise<void> {
+  await updateTenantRow(trx, tenantId, { defaultPlanId: planId, updatedAt: deps.clock.now() });
 }
 
 export interface OriginIndex {

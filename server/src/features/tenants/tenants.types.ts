@@ -13,6 +13,8 @@ export interface Tenant {
   name: string;
   publishableKey: string;
   settings: TenantSettings;
+  /** The plan of users who have none of their own (the plans feature creates it with the tenant). */
+  defaultPlanId: string | null;
   createdAt: number;
   updatedAt: number;
 }

@@ -1,0 +1,31 @@
+import { Type } from '@sinclair/typebox';
+import { Nullable, Timestamp } from '../../http/schemas.js';
+
+const Limit = (description: string) =>
+  Nullable(Type.Integer({ minimum: 0, maximum: 1_000_000_000_000 }), {
+    description: `${description}; null = unlimited`,
+  });
+
+export const limitFields = {
+  requests_per_hour: Limit('Authenticated API requests per hour'),
+  llm_requests_per_hour: Limit('LLM calls per hour'),
+  max_tokens_per_request: Limit('Largest max_tokens one LLM call may ask for'),
+  tokens_per_month: Limit('LLM tokens per calendar month (UTC)'),
+};
+
+export const Plan = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    ...limitFields,
+    default: Type.Boolean({ description: 'New users, and users without a plan of their own, are on this plan' }),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { $id: 'Plan' },
+);
+
+export const PlanName = Type.String({
+  pattern: '^[a-z0-9][a-z0-9_-]{0,47}$',
+  description: 'lowercase letters, digits, - and _',
+});
