@@ -3,7 +3,7 @@ import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
-import { findUser } from '../accounts/accounts.repo.js';
+import { requireUser } from '../accounts/accounts.service.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { requireTenant, setDefaultPlan } from '../tenants/tenants.service.js';
 import {
@@ -196,8 +196,7 @@ export async function assignPlan(
   actor: Actor,
   client: ClientInfo,
 ) {
-  const user = await findUser(deps.db.kysely, tenantId, userId);
-  if (!user) throw notFound('User');
+  const user = await requireUser(deps, tenantId, userId);
   const plan = planIdOrName === null ? null : await requirePlan(deps, tenantId, planIdOrName);
   await deps.db.kysely.transaction().execute(async (trx) => {
     await setUserPlan(trx, tenantId, userId, plan?.id ?? null, deps.clock.now());
