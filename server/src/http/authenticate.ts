@@ -26,26 +26,26 @@ declare module 'fastify' {
 
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
 
-/** Resolves the bearer credential: API key first (seed 000), then service key, then access JWT. */
-export async function resolvePrincipal(deps: Deps, authorization: string | undefined): Promise<Principal | null> {
-  if (authorization === undefined) return null;
-  const cache = deps.caches.auth;
-  const cached = cache.principal(authorization, deps.clock.now());
-  if (cached) {
-    noteUse(deps, cached);
-    return cached;
-  }
+/** The principal cached for this exact Authorization header moments ago, if still valid. */
+function cachedPrincipal(deps: Deps, authorization: string): Principal | undefined {
+  const principal = deps.caches.auth.principal(authorization, deps.clock.now());
+  if (principal) noteUse(deps, principal);
+  return principal;
+}
+
+/** Resolves a bearer credential: API key first (seed 000), then service key, then access JWT. */
+async function resolvePrincipal(deps: Deps, authorization: string): Promise<Principal> {
   const match = BEARER.exec(authorization);
   if (!match) throw new AppError('invalid_token', 'Authorization header must be "Bearer <token>"');
   const token = match[1];
-  const generation = cache.generation();
+  const generation = deps.caches.auth.generation();
   const resolved = token.startsWith(`${API_KEY_PREFIX}_`)
     ? await resolveApiKeyPrincipal(deps, token)
     : token.startsWith(`${SERVICE_KEY_PREFIX}_`)
       ? await resolveServiceKeyPrincipal(deps, token)
       : await resolveAccessTokenPrincipal(deps, token);
   if (!resolved) throw new AppError('invalid_token', 'The bearer token is invalid, expired or revoked');
-  cache.rememberPrincipal(authorization, resolved, generation);
+  deps.caches.auth.rememberPrincipal(authorization, resolved, generation);
   return resolved.principal;
 }
 
@@ -81,35 +81,27 @@ export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
     // A POST without a body validates as {}, so a client that forgot it hears which fields are required.
     if (route.schema?.body) route.preValidation = [defaultEmptyBody, ...[route.preValidation ?? []].flat()];
   });
-  const authorize = async (request: FastifyRequest, access: readonly Access[]) => {
-    const principal = await resolvePrincipal(deps, request.headers.authorization);
-    if (!principal) {
-      throw new AppError(
-        'unauthorized',
-        'Authentication required: send Authorization: Bearer <access token or API key>',
-        {
-          headers: { 'www-authenticate': 'Bearer' },
-        },
-      );
-    }
-    if (!allows(access, principal)) throw new AppError('forbidden', 'This credential may not call this endpoint');
+  /** Puts the principal on the request if the route accepts it; else the 403 to answer. */
+  const admit = (request: FastifyRequest, access: readonly Access[], principal: Principal) => {
+    if (!allows(access, principal)) return new AppError('forbidden', 'This credential may not call this endpoint');
     request.principal = principal;
+    return undefined;
   };
-  // Callback style so that public routes cost no promise.
+  // Callback style: public routes and credentials seen moments ago cost no promise.
   app.addHook('onRequest', (request, _reply, done) => {
     const auth = request.routeOptions.config?.auth;
     if (auth === undefined || auth === 'public') return done();
-    // A credential seen moments ago is answered from memory, without a promise.
     const authorization = request.headers.authorization;
-    const cached =
-      authorization === undefined ? undefined : deps.caches.auth.principal(authorization, deps.clock.now());
-    if (cached) {
-      noteUse(deps, cached);
-      if (!allows(auth, cached)) return done(new AppError('forbidden', 'This credential may not call this endpoint'));
-      request.principal = cached;
-      return done();
+    if (authorization === undefined) {
+      return done(
+        new AppError('unauthorized', 'Authentication required: send Authorization: Bearer <access token or API key>', {
+          headers: { 'www-authenticate': 'Bearer' },
+        }),
+      );
     }
-    authorize(request, auth).then(() => done(), done);
+    const cached = cachedPrincipal(deps, authorization);
+    if (cached) return done(admit(request, auth, cached));
+    resolvePrincipal(deps, authorization).then((principal) => done(admit(request, auth, principal)), done);
   });
 }
 

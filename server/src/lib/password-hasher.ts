@@ -29,7 +29,6 @@ export interface PasswordHasher {
   verify(storedHash: string, password: string): Promise<PasswordCheck>;
   /** Spends the same work as a real verify, so unknown accounts cost what known ones do. */
   verifyDummy(password: string): Promise<void>;
-  stats(): { running: number; waiting: number };
   /**
    * Throws HasherOverloadedError when a hash asked for now would be refused. Callers check this
    * before their own database work, so that refusing under overload stays cheap and fast.
@@ -81,7 +80,6 @@ export function createPasswordHasher(options: HashingOptions): PasswordHasher {
       dummyHash ??= argon2Hash('gatehouse-timing-equaliser', params);
       await verify(await dummyHash, password);
     },
-    stats: () => ({ running: queue.pending, waiting: queue.size }),
     assertCapacity() {
       if (full()) throw new HasherOverloadedError();
     },

@@ -39,13 +39,13 @@ export function listApiKeys(db: Kysely<Database>, tenantId: string, userId: stri
     .execute();
 }
 
-export async function updateApiKey(
-  db: Kysely<Database>,
-  tenantId: string,
-  id: string,
-  changes: Partial<Pick<ApiKeyRow, 'revoked_at' | 'expires_at' | 'rotated_to'>>,
-): Promise<void> {
-  await db.updateTable('api_keys').set(changes).where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+export async function revokeApiKeyRow(db: Kysely<Database>, tenantId: string, id: string, at: number): Promise<void> {
+  await db
+    .updateTable('api_keys')
+    .set({ revoked_at: at })
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .execute();
 }
 
 /** Points a key at its successor and shortens its life to the overlap, unless it was rotated already. */

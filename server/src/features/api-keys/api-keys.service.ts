@@ -15,7 +15,7 @@ import {
   insertApiKey,
   listApiKeys as listRows,
   markRotated,
-  updateApiKey,
+  revokeApiKeyRow,
 } from './api-keys.repo.js';
 
 export const PRIMARY_KEY_NAME = 'Primary API Key';
@@ -108,7 +108,7 @@ async function ownKey(deps: Deps, principal: UserPrincipal, id: string): Promise
 export async function revokeApiKey(deps: Deps, principal: UserPrincipal, id: string, client: ClientInfo) {
   await ownKey(deps, principal, id);
   await deps.db.kysely.transaction().execute(async (trx) => {
-    await updateApiKey(trx, principal.tenantId, id, { revoked_at: deps.clock.now() });
+    await revokeApiKeyRow(trx, principal.tenantId, id, deps.clock.now());
     await recordAudit(trx, deps, {
       tenantId: principal.tenantId,
       action: 'api_key.revoked',

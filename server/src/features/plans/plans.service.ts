@@ -24,7 +24,10 @@ export interface PlanLimits {
   tokens_per_month: number | null;
 }
 
-/** The seeds' tiers (seeds 000 and 001; DESIGN capability 3), created with every tenant; free is the default. */
+/**
+ * The seeds' tiers (seeds 000 and 001; DESIGN capability 3), created with every tenant; free is the
+ * default. Migration 0002 keeps its own copy on purpose: a landed migration must not change when this does.
+ */
 export const DEFAULT_PLANS: ({ name: string } & PlanLimits)[] = [
   {
     name: 'free',

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { ResolvedPrincipal } from '../../auth-cache.js';
 import type { Database } from '../../db/schema.js';
@@ -43,7 +44,7 @@ async function mintPair(
   const now = deps.clock.now();
   const refreshToken = randomToken(REFRESH_TOKEN_PREFIX);
   const accessToken = await deps.keyring.signAccessToken(
-    { sub: session.userId, tid: tenant.id, sid: session.id, jti: deps.ids.next('req').slice(4) },
+    { sub: session.userId, tid: tenant.id, sid: session.id, jti: randomUUID() },
     settings.accessTtlMs,
   );
   return {
