@@ -11,6 +11,7 @@ import { registerAccountRoutes } from './features/accounts/accounts.routes.js';
 import { User } from './features/accounts/accounts.schemas.js';
 import { registerApiKeyRoutes } from './features/api-keys/api-keys.routes.js';
 import { registerAuditRoutes } from './features/audit/audit.routes.js';
+import { registerEventRoutes } from './features/events/events.routes.js';
 import { registerHealthRoutes } from './features/health/health.routes.js';
 import { registerPlanRoutes } from './features/plans/plans.routes.js';
 import { Plan } from './features/plans/plans.schemas.js';
@@ -20,6 +21,10 @@ import { pruneSessions } from './features/sessions/sessions.service.js';
 import { registerSetupRoutes } from './features/setup/setup.routes.js';
 import { registerSigningKeyRoutes } from './features/signing-keys/signing-keys.routes.js';
 import { registerTenantRoutes, TenantBody } from './features/tenants/tenants.routes.js';
+import { expireReservations } from './features/usage/budget.service.js';
+import { registerUsageRoutes } from './features/usage/usage.routes.js';
+import { TokenBudget } from './features/usage/usage.schemas.js';
+import { flushRequestCounts } from './features/usage/usage.service.js';
 import { registerAuthentication } from './http/authenticate.js';
 import { registerCors } from './http/cors.js';
 import { createLazyRequestLogger } from './http/lazy-logger.js';
@@ -72,6 +77,7 @@ export async function buildApp(deps: Deps) {
   app.addSchema(User);
   app.addSchema(TenantBody);
   app.addSchema(Plan);
+  app.addSchema(TokenBudget);
 
   // Every answer names its request, including preflights and errors.
   app.addHook('onRequest', (request, reply, done) => {
@@ -94,13 +100,18 @@ export async function buildApp(deps: Deps) {
   registerServiceKeyRoutes(app, deps);
   registerAdminUserRoutes(app, deps);
   registerPlanRoutes(app, deps);
+  registerUsageRoutes(app, deps);
+  registerEventRoutes(app, deps);
   registerAuditRoutes(app, deps);
 
   startHousekeeping(app, deps);
   return app;
 }
 
-/** Periodic work owned by the app's lifetime: flush last-used times, prune refresh tokens, reload signing keys. */
+/**
+ * Periodic work owned by the app's lifetime: flush last-used times and request counts, prune
+ * refresh tokens, expire forgotten token reservations, reload signing keys.
+ */
 function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<void>) => unknown }, deps: Deps) {
   const every = (ms: number, task: () => Promise<void>, what: string) => {
     const timer = setInterval(() => task().catch((error) => deps.log.error({ err: error }, `${what} failed`)), ms);
@@ -109,12 +120,15 @@ function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<v
   };
   const timers = [
     every(5_000, () => deps.lastUsed.flush(), 'last-used flush'),
+    every(5_000, () => flushRequestCounts(deps), 'request count flush'),
+    every(30_000, async () => void (await expireReservations(deps)), 'reservation expiry'),
     every(60_000, () => pruneSessions(deps), 'refresh token pruning'),
     every(60_000, () => deps.keyring.refresh(), 'signing key refresh'),
   ];
   app.addHook('onClose', async () => {
     for (const timer of timers) clearInterval(timer);
     await deps.lastUsed.flush();
+    await flushRequestCounts(deps);
   });
 }
 

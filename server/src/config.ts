@@ -40,6 +40,14 @@ export interface Config {
     maxQueue: number;
   };
   setupTokenTtlMs: number;
+  limits: {
+    /** Plan and key limits are enforced (off only where an edge proxy limits instead; logged loudly). */
+    enabled: boolean;
+    /** With Redis unreachable: 'open' keeps serving with per-instance counters, 'closed' refuses limited requests. */
+    onStoreFailure: 'open' | 'closed';
+    /** How long a token reservation holds budget when it is never settled or released. */
+    reservationTtlMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -150,6 +158,11 @@ export function loadConfig(env: Env = process.env): Config {
       maxQueue: integer('HASH_QUEUE_MAX', cores * 8, 0, 100_000),
     },
     setupTokenTtlMs: duration('SETUP_TOKEN_TTL', '24h', 60_000),
+    limits: {
+      enabled: oneOf('RATE_LIMITS', ['on', 'off'] as const, 'on') === 'on',
+      onStoreFailure: oneOf('RATE_LIMIT_STORE_FAILURE', ['open', 'closed'] as const, 'open'),
+      reservationTtlMs: duration('TOKEN_RESERVATION_TTL', '10m', 1000),
+    },
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

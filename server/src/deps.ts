@@ -6,10 +6,11 @@ import type { Config } from './config.js';
 import { createDb, type Db, type DbOptions, sqliteFile } from './db/index.js';
 import { createLastUsedBuffer, type LastUsedBuffer } from './db/last-used.js';
 import { createKeyring, type Keyring } from './features/signing-keys/signing-keys.service.js';
+import { createRequestCounter, type RequestCounter } from './features/usage/request-counter.js';
 import { createIds, type Ids } from './lib/ids.js';
 import { createMasterKey, type MasterKey } from './lib/master-key.js';
 import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher.js';
-import { createLimiterFactory, type LimiterFactory } from './limiter.js';
+import { createLimiters, type Limiters } from './limiter.js';
 
 export interface Clock {
   now(): number;
@@ -25,10 +26,12 @@ export interface Deps {
   masterKey: MasterKey;
   keyring: Keyring;
   passwords: PasswordHasher;
-  limiter: LimiterFactory;
+  limiters: Limiters;
   redis?: Redis;
   metrics: Registry;
   lastUsed: LastUsedBuffer;
+  /** Requests counted for the usage rollups, written every few seconds. */
+  requestCounts: RequestCounter;
   caches: { auth: AuthCache };
 }
 
@@ -61,7 +64,6 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
   const redis = config.redisUrl
     ? new (await import('ioredis')).Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 })
     : undefined;
-  redis?.on('error', (error) => log.warn({ err: error }, 'redis unavailable'));
   const metrics = new Registry();
   if (options.defaultMetrics) collectDefaultMetrics({ register: metrics });
   return {
@@ -80,10 +82,17 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
       maxAccessTtlMs: config.tokens.maxAccessTtlMs,
     }),
     passwords: createPasswordHasher(config.hashing),
-    limiter: createLimiterFactory(db, redis, options.limiterNamespace),
+    limiters: createLimiters({
+      db,
+      redis,
+      namespace: options.limiterNamespace,
+      onStoreFailure: config.limits.onStoreFailure,
+      log,
+    }),
     redis,
     metrics,
     lastUsed: createLastUsedBuffer(db.kysely),
+    requestCounts: createRequestCounter(),
     caches: {
       auth: createAuthCache(config.authCacheTtlMs),
     },
@@ -92,6 +101,7 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
 
 export async function closeDeps(deps: Deps): Promise<void> {
   await deps.lastUsed.flush().catch((error) => deps.log.error({ err: error }, 'could not flush last-used times'));
+  deps.limiters.close();
   deps.redis?.disconnect();
   await deps.db.close();
 }

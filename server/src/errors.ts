@@ -23,10 +23,12 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  quota_exceeded: 429,
   too_many_attempts: 429,
   internal_error: 500,
   overloaded: 503,
   not_ready: 503,
+  limits_unavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import {
   type RateLimiterAbstract,
   RateLimiterMemory,
@@ -16,29 +17,107 @@ export interface LimiterOptions {
   blockDuration?: number;
 }
 
-export type LimiterFactory = (options: LimiterOptions) => RateLimiterAbstract;
+export type CounterStore = 'memory' | 'postgres' | 'redis';
+
+export interface Limiters {
+  create(options: LimiterOptions): RateLimiterAbstract;
+  /** Where counters live. */
+  store: CounterStore;
+  /**
+   * 'shared' (or 'local' in memory mode) when counts are exact; with Redis unreachable,
+   * 'per_instance' (fail-open: each instance counts alone) or 'refusing' (fail-closed).
+   */
+  state(): 'local' | 'shared' | 'per_instance' | 'refusing';
+  /** Stops watching the store (before a deliberate disconnect, which is not an outage). */
+  close(): void;
+}
+
+export interface LimiterSetup {
+  db: Db;
+  redis?: Redis;
+  /** Prefix of every counter key (tests isolate each harness with their own). */
+  namespace?: string;
+  /** With Redis unreachable: keep serving on per-instance counters ('open') or refuse ('closed'). */
+  onStoreFailure: 'open' | 'closed';
+  log: Logger;
+}
 
 /**
  * Where counters live, so several instances share one count (DESIGN: limits hold exactly across
  * instances): Redis when configured, else PostgreSQL when that is the database, else memory
- * (SQLite mode is one instance by design). With Redis, an in-memory insurance limiter takes over
- * while Redis is unreachable, so requests keep being served.
+ * (SQLite mode is one instance by design). rate-limiter-flexible does the counting; each store
+ * increments atomically (Redis INCR, a PostgreSQL upsert), so concurrent requests cannot both
+ * take the last point.
+ *
+ * When Redis goes away the fail-open policy hands each limiter to an in-memory insurance limiter
+ * (the library's own mechanism): requests keep being served, limits hold per instance. Fail-closed
+ * lets the error through and the caller refuses the request. Either way the change is logged once
+ * and shown by /readyz.
  */
-export function createLimiterFactory(db: Db, redis: Redis | undefined, namespace = 'gh'): LimiterFactory {
+export function createLimiters(setup: LimiterSetup): Limiters {
+  const namespace = setup.namespace ?? 'gh';
   const scoped = (options: LimiterOptions) => ({ ...options, keyPrefix: `${namespace}:${options.keyPrefix}` });
+  const { redis, db, log } = setup;
   if (redis) {
-    return (options) =>
-      new RateLimiterRedis({
-        ...scoped(options),
-        storeClient: redis,
-        rejectIfRedisNotReady: true,
-        insuranceLimiter: new RateLimiterMemory(scoped(options)),
-      });
+    const unwatch = watchRedis(redis, setup.onStoreFailure, log);
+    const failOpen = setup.onStoreFailure === 'open';
+    return {
+      store: 'redis',
+      create: (options) =>
+        new RateLimiterRedis({
+          ...scoped(options),
+          storeClient: redis,
+          rejectIfRedisNotReady: true,
+          ...(failOpen && { insuranceLimiter: new RateLimiterMemory(scoped(options)) }),
+        }),
+      state: () => (redis.status === 'ready' ? 'shared' : failOpen ? 'per_instance' : 'refusing'),
+      close: unwatch,
+    };
   }
   if (db.pgPool) {
     const pool = db.pgPool;
-    return (options) =>
-      new RateLimiterPostgres({ ...scoped(options), storeClient: pool, tableName: 'rate_limits', tableCreated: true });
+    return {
+      store: 'postgres',
+      create: (options) =>
+        new RateLimiterPostgres({
+          ...scoped(options),
+          storeClient: pool,
+          tableName: 'rate_limits',
+          tableCreated: true,
+        }),
+      state: () => 'shared',
+      close: () => {},
+    };
   }
-  return (options) => new RateLimiterMemory(scoped(options));
+  return {
+    store: 'memory',
+    create: (options) => new RateLimiterMemory(scoped(options)),
+    state: () => 'local',
+    close: () => {},
+  };
+}
+
+/** Logs each change of Redis's availability once, with what it means for limits. */
+function watchRedis(redis: Redis, onStoreFailure: 'open' | 'closed', log: Logger): () => void {
+  let lost = false;
+  let closing = false;
+  const consequence =
+    onStoreFailure === 'open'
+      ? 'rate limits now count per instance (RATE_LIMIT_STORE_FAILURE=open)'
+      : 'rate-limited requests are refused with 503 (RATE_LIMIT_STORE_FAILURE=closed)';
+  const down = (error?: Error) => {
+    if (lost || closing) return;
+    lost = true;
+    log.error({ err: error }, `redis unavailable: ${consequence}`);
+  };
+  redis.on('error', down);
+  redis.on('close', () => down());
+  redis.on('ready', () => {
+    if (!lost) return;
+    lost = false;
+    log.warn('redis is back: rate limits are shared across instances again');
+  });
+  return () => {
+    closing = true;
+  };
 }

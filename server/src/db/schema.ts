@@ -14,6 +14,11 @@ export interface Database {
   audit_events: AuditEventTable;
   instance_state: InstanceStateTable;
   plans: PlanTable;
+  token_budgets: TokenBudgetTable;
+  token_reservations: TokenReservationTable;
+  usage_events: UsageEventTable;
+  usage_rollups: UsageRollupTable;
+  events: EventTable;
 }
 
 export interface TenantTable {
@@ -83,6 +88,9 @@ export interface ApiKeyTable {
   expires_at: number | null;
   revoked_at: number | null;
   rotated_to: string | null;
+  /** Tighter than the owner's plan; null: the plan's. */
+  requests_per_hour: number | null;
+  llm_requests_per_hour: number | null;
 }
 
 export interface ServiceKeyTable {
@@ -134,6 +142,80 @@ export interface PlanTable {
   llm_requests_per_hour: number | null;
   max_tokens_per_request: number | null;
   tokens_per_month: number | null;
+  token_period: TokenPeriod;
   created_at: number;
   updated_at: number;
+}
+
+/** How often a plan's token budget resets (UTC calendar periods). */
+export type TokenPeriod = 'month' | 'week' | 'day';
+
+export interface TokenBudgetTable {
+  tenant_id: string;
+  user_id: string;
+  period_start: number;
+  period_end: number;
+  tokens_used: number;
+  tokens_reserved: number;
+  exceeded_at: number | null;
+  updated_at: number;
+}
+
+export type ReservationStatus = 'held' | 'settled' | 'released' | 'expired';
+
+export interface TokenReservationTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  api_key_id: string | null;
+  period_start: number;
+  tokens: number;
+  status: ReservationStatus;
+  charged: number | null;
+  created_at: number;
+  expires_at: number;
+  closed_at: number | null;
+}
+
+export type UsageKind = 'llm' | 'credits';
+
+export interface UsageEventTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  api_key_id: string | null;
+  kind: UsageKind;
+  model: string | null;
+  provider: string | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_micros: number;
+  latency_ms: number | null;
+  status: string;
+  created_at: number;
+}
+
+export interface UsageRollupTable {
+  tenant_id: string;
+  granularity: 'hour' | 'day';
+  bucket_start: number;
+  user_id: string;
+  /** '' when the usage came without a key (access token). */
+  api_key_id: string;
+  model: string;
+  provider: string;
+  requests: number;
+  llm_requests: number;
+  errors: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_micros: number;
+}
+
+export interface EventTable {
+  id: string;
+  tenant_id: string;
+  type: string;
+  data: string;
+  created_at: number;
 }

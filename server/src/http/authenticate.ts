@@ -4,6 +4,7 @@ import { AppError } from '../errors.js';
 import { resolveApiKeyPrincipal } from '../features/api-keys/api-keys.service.js';
 import { resolveServiceKeyPrincipal } from '../features/service-keys/service-keys.service.js';
 import { resolveAccessTokenPrincipal } from '../features/sessions/sessions.service.js';
+import { meterRequest } from '../features/usage/usage.service.js';
 import { API_KEY_PREFIX, SERVICE_KEY_PREFIX } from '../lib/key-prefixes.js';
 import type { ClientInfo, Principal, ServicePrincipal, UserPrincipal } from './principal.js';
 
@@ -14,6 +15,8 @@ export type RouteAuth = 'public' | readonly Access[];
 declare module 'fastify' {
   interface FastifyContextConfig {
     auth?: RouteAuth;
+    /** false: the request is not counted against the caller's limits (reading one's own usage). */
+    metered?: false;
   }
   interface FastifyRequest {
     principal: Principal | null;
@@ -81,14 +84,27 @@ export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
     // A POST without a body validates as {}, so a client that forgot it hears which fields are required.
     if (route.schema?.body) route.preValidation = [defaultEmptyBody, ...[route.preValidation ?? []].flat()];
   });
-  /** Puts the principal on the request if the route accepts it; else the 403 to answer. */
-  const admit = (request: FastifyRequest, access: readonly Access[], principal: Principal) => {
-    if (!allows(access, principal)) return new AppError('forbidden', 'This credential may not call this endpoint');
+  /**
+   * Puts the principal on the request if the route accepts it (else 403), then counts the request
+   * against the caller's limits (429 when over).
+   */
+  const admit = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    access: readonly Access[],
+    principal: Principal,
+    done: (error?: Error) => void,
+  ) => {
+    if (!allows(access, principal))
+      return done(new AppError('forbidden', 'This credential may not call this endpoint'));
     request.principal = principal;
-    return undefined;
+    if (request.routeOptions.config.metered === false) return done();
+    const metering = meterRequest(deps, reply, principal);
+    if (!metering) return done();
+    metering.then(() => done(), done);
   };
   // Callback style: public routes and credentials seen moments ago cost no promise.
-  app.addHook('onRequest', (request, _reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
     const auth = request.routeOptions.config?.auth;
     if (auth === undefined || auth === 'public') return done();
     const authorization = request.headers.authorization;
@@ -100,8 +116,8 @@ export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
       );
     }
     const cached = cachedPrincipal(deps, authorization);
-    if (cached) return done(admit(request, auth, cached));
-    resolvePrincipal(deps, authorization).then((principal) => done(admit(request, auth, principal)), done);
+    if (cached) return admit(request, reply, auth, cached, done);
+    resolvePrincipal(deps, authorization).then((principal) => admit(request, reply, auth, principal, done), done);
   });
 }
 

@@ -1,3 +1,5 @@
+import type { TokenPeriod } from '../db/schema.js';
+
 /** Who is calling (DESIGN: operator, tenant admin, user, service). */
 export type Principal = UserPrincipal | ServicePrincipal;
 
@@ -10,6 +12,21 @@ export interface UserPrincipal {
   sessionId: string | null;
   /** Set when the caller used an API key. */
   apiKeyId: string | null;
+  /** The user's plan and the key's own limits, resolved with the credential (and cached with it). */
+  limits: UserLimits;
+}
+
+/** What a user may use: their plan's limits, and the presenting key's own (null: unlimited). */
+export interface UserLimits {
+  plan: string;
+  /** Counted over all of the user's requests. */
+  requestsPerHour: number | null;
+  llmRequestsPerHour: number | null;
+  maxTokensPerRequest: number | null;
+  tokenBudget: number | null;
+  tokenPeriod: TokenPeriod;
+  /** A key's own hourly limits, counted over that key's requests only (Unkey's per-key limits). */
+  key: { requestsPerHour: number | null; llmRequestsPerHour: number | null } | null;
 }
 
 export interface ServicePrincipal {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
 
 /** Resource kinds and their id prefixes (DESIGN: ids are prefixed and time-ordered). */
-export type IdKind = 'ten' | 'usr' | 'ses' | 'rtk' | 'key' | 'svc' | 'sgk' | 'aud' | 'pln';
+export type IdKind = 'ten' | 'usr' | 'ses' | 'rtk' | 'key' | 'svc' | 'sgk' | 'aud' | 'pln' | 'rsv' | 'use' | 'evt';
 
 export interface Ids {
   next(kind: IdKind): string;

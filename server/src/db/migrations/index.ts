@@ -1,9 +1,11 @@
 import type { Migration } from 'kysely';
 import * as m0001 from './0001_init.js';
 import * as m0002 from './0002_plans.js';
+import * as m0003 from './0003_usage.js';
 
 /** Every migration, in order. Listed explicitly so bundlers and tsx need no directory scan. */
 export const migrations: Record<string, Migration> = {
   '0001_init': m0001,
   '0002_plans': m0002,
+  '0003_usage': m0003,
 };

@@ -14,7 +14,7 @@ import {
   UpdateMeBody,
   User,
 } from './accounts.schemas.js';
-import { changePassword, getMe, login, register, updateMe } from './accounts.service.js';
+import { changePassword, getMeWithUsage, login, register, updateMe } from './accounts.service.js';
 
 export function registerAccountRoutes(app: App, deps: Deps): void {
   const tags = ['accounts'];
@@ -65,11 +65,11 @@ export function registerAccountRoutes(app: App, deps: Deps): void {
       config: { auth: ['user'] },
       schema: {
         tags,
-        summary: 'The signed-in user, with their plan',
+        summary: 'The signed-in user, with their plan and token budget',
         response: { 200: Me, ...errors(401) },
       },
     },
-    (request) => getMe(deps, userOf(request)),
+    (request) => getMeWithUsage(deps, userOf(request)),
   );
 
   app.patch(

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { Email, Nullable, NullableTimestamp, Password, Timestamp } from '../../http/schemas.js';
 import { Plan } from '../plans/plans.schemas.js';
+import { TokenBudget } from '../usage/usage.schemas.js';
 
 export const User = Type.Object(
   {
@@ -17,7 +18,13 @@ export const User = Type.Object(
 );
 
 /** GET /api/auth/me: the user and the plan that applies to them. */
-export const Me = Type.Composite([User, Type.Object({ plan: Type.Ref(Plan) })]);
+export const Me = Type.Composite([
+  User,
+  Type.Object({
+    plan: Type.Ref(Plan),
+    usage: Type.Ref(TokenBudget, { description: "Seed 001's tokens_used, tokens_remaining and monthly_limit" }),
+  }),
+]);
 
 export const TokenPair = {
   access_token: Type.String(),

@@ -7,6 +7,7 @@ import { planOfUser } from '../plans/plans.service.js';
 import { revokeUserSessions, startSession } from '../sessions/sessions.service.js';
 import { effectiveSettings, requireTenant } from '../tenants/tenants.service.js';
 import type { Tenant } from '../tenants/tenants.types.js';
+import { budgetOf, presentBudget } from '../usage/budget.service.js';
 import { findUser, findUserByEmail, insertUser, type UserRow, updateUser } from './accounts.repo.js';
 import { beginAttempt } from './login-guard.js';
 import { checkPassword } from './password-policy.js';
@@ -163,6 +164,13 @@ export async function getMe(deps: Deps, principal: UserPrincipal) {
   });
   if (!user) throw new AppError('not_found', 'User not found');
   return user;
+}
+
+/** /me: the user, their plan, and what is left of their token budget (read fresh: it moves). */
+export async function getMeWithUsage(deps: Deps, principal: UserPrincipal) {
+  const [user, budget] = await Promise.all([getMe(deps, principal), budgetOf(deps, principal)]);
+  const { plan: _plan, ...usage } = presentBudget(budget);
+  return { ...user, usage };
 }
 
 export async function updateMe(

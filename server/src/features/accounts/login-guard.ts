@@ -21,8 +21,8 @@ function guardOf(deps: Deps): Guard {
   let guard = guards.get(deps);
   if (!guard) {
     guard = {
-      byAccount: deps.limiter({ keyPrefix: 'login_fail_account', ...ACCOUNT_FAILURES }),
-      byIp: deps.limiter({ keyPrefix: 'login_fail_ip', ...IP_FAILURES }),
+      byAccount: deps.limiters.create({ keyPrefix: 'login_fail_account', ...ACCOUNT_FAILURES }),
+      byIp: deps.limiters.create({ keyPrefix: 'login_fail_ip', ...IP_FAILURES }),
     };
     guards.set(deps, guard);
   }

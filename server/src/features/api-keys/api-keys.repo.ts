@@ -13,7 +13,7 @@ export function findApiKeyByHash(db: Kysely<Database>, keyHash: string) {
     .selectFrom('api_keys')
     .innerJoin('users', 'users.id', 'api_keys.user_id')
     .selectAll('api_keys')
-    .select(['users.role', 'users.disabled_at as user_disabled_at'])
+    .select(['users.role', 'users.disabled_at as user_disabled_at', 'users.plan_id as user_plan_id'])
     .where('api_keys.key_hash', '=', keyHash)
     .executeTakeFirst();
 }

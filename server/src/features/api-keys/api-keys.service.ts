@@ -8,6 +8,7 @@ import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
 import { API_KEY_PREFIX } from '../../lib/key-prefixes.js';
 import { createSecret, hasValidChecksum, sha256, visibleStart } from '../../lib/tokens.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { limitsOf } from '../plans/plans.service.js';
 import {
   type ApiKeyRow,
   findApiKey,
@@ -17,6 +18,12 @@ import {
   markRotated,
   revokeApiKeyRow,
 } from './api-keys.repo.js';
+
+/** Hourly limits a key may carry, tighter than its owner's plan (null: the plan's). */
+export interface KeyLimits {
+  requests_per_hour: number | null;
+  llm_requests_per_hour: number | null;
+}
 
 export const PRIMARY_KEY_NAME = 'Primary API Key';
 
@@ -43,6 +50,7 @@ export async function createApiKey(
     name: string;
     scopes: string[];
     expiresAt: number | null;
+    limits?: KeyLimits;
     client: ClientInfo;
   },
 ): Promise<{ row: ApiKeyRow; key: string }> {
@@ -60,6 +68,8 @@ export async function createApiKey(
     expires_at: input.expiresAt,
     revoked_at: null,
     rotated_to: null,
+    requests_per_hour: input.limits?.requests_per_hour ?? null,
+    llm_requests_per_hour: input.limits?.llm_requests_per_hour ?? null,
   };
   await insertApiKey(trx, row);
   await recordAudit(trx, deps, {
@@ -174,7 +184,11 @@ export type VerifyCode = 'VALID' | 'NOT_FOUND' | 'EXPIRED' | 'REVOKED' | 'DISABL
 
 export interface KeyCheck {
   code: VerifyCode;
-  row?: ApiKeyRow & { role: 'user' | 'admin' | 'operator'; user_disabled_at: number | null };
+  row?: ApiKeyRow & {
+    role: 'user' | 'admin' | 'operator';
+    user_disabled_at: number | null;
+    user_plan_id: string | null;
+  };
 }
 
 /** Checks a presented key: format and checksum first (no database work for typos), then the hash. */
@@ -201,6 +215,7 @@ export async function resolveApiKeyPrincipal(deps: Deps, key: string): Promise<R
       role: row.role,
       sessionId: null,
       apiKeyId: row.id,
+      limits: await limitsOf(deps, row.tenant_id, row.user_plan_id, row),
     },
     validUntil: row.expires_at ?? Number.POSITIVE_INFINITY,
   };

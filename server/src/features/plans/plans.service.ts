@@ -1,8 +1,8 @@
 import type { Kysely } from 'kysely';
-import type { Database } from '../../db/schema.js';
+import type { Database, TokenPeriod } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
-import type { Actor, ClientInfo } from '../../http/principal.js';
+import type { Actor, ClientInfo, UserLimits } from '../../http/principal.js';
 import { requireUser } from '../accounts/accounts.service.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { requireTenant, setDefaultPlan } from '../tenants/tenants.service.js';
@@ -22,6 +22,7 @@ export interface PlanLimits {
   llm_requests_per_hour: number | null;
   max_tokens_per_request: number | null;
   tokens_per_month: number | null;
+  token_period: TokenPeriod;
 }
 
 /**
@@ -35,6 +36,7 @@ export const DEFAULT_PLANS: ({ name: string } & PlanLimits)[] = [
     llm_requests_per_hour: 50,
     max_tokens_per_request: 1_000,
     tokens_per_month: 10_000,
+    token_period: 'month',
   },
   {
     name: 'pro',
@@ -42,6 +44,7 @@ export const DEFAULT_PLANS: ({ name: string } & PlanLimits)[] = [
     llm_requests_per_hour: 500,
     max_tokens_per_request: 4_000,
     tokens_per_month: 100_000,
+    token_period: 'month',
   },
   {
     name: 'enterprise',
@@ -49,6 +52,7 @@ export const DEFAULT_PLANS: ({ name: string } & PlanLimits)[] = [
     llm_requests_per_hour: 5_000,
     max_tokens_per_request: 8_000,
     tokens_per_month: 1_000_000,
+    token_period: 'month',
   },
 ];
 
@@ -60,6 +64,7 @@ export function presentPlan(row: PlanRow, defaultPlanId: string | null) {
     llm_requests_per_hour: row.llm_requests_per_hour,
     max_tokens_per_request: row.max_tokens_per_request,
     tokens_per_month: row.tokens_per_month,
+    token_period: row.token_period,
     default: row.id === defaultPlanId,
     created_at: new Date(row.created_at).toISOString(),
     updated_at: new Date(row.updated_at).toISOString(),
@@ -110,6 +115,7 @@ export async function createPlan(
     llm_requests_per_hour: input.llm_requests_per_hour ?? null,
     max_tokens_per_request: input.max_tokens_per_request ?? null,
     tokens_per_month: input.tokens_per_month ?? null,
+    token_period: input.token_period ?? 'month',
     created_at: now,
     updated_at: now,
   };
@@ -218,12 +224,39 @@ export async function assignPlan(
 
 /** The plan that applies to a user: their own, else the tenant's default. */
 export async function planOfUser(deps: Deps, tenantId: string, user: { plan_id: string | null }) {
+  const { plan, defaultPlanId } = await planRowOfUser(deps, tenantId, user.plan_id);
+  return presentPlan(plan, defaultPlanId);
+}
+
+async function planRowOfUser(deps: Deps, tenantId: string, userPlanId: string | null) {
   const tenant = await requireTenant(deps, tenantId);
-  const planId = user.plan_id ?? tenant.defaultPlanId;
+  const planId = userPlanId ?? tenant.defaultPlanId;
   if (!planId) throw new AppError('internal_error', 'The tenant has no default plan');
   const plan = await deps.caches.auth.read('plan', `${tenantId}:${planId}`, () =>
     findPlan(deps.db.kysely, tenantId, planId),
   );
   if (!plan) throw new AppError('internal_error', 'The user’s plan is missing');
-  return presentPlan(plan, tenant.defaultPlanId);
+  return { plan, defaultPlanId: tenant.defaultPlanId };
+}
+
+/** A user's limits: their plan's, and the presenting key's own hourly limits when it has any. */
+export async function limitsOf(
+  deps: Deps,
+  tenantId: string,
+  userPlanId: string | null,
+  key?: { requests_per_hour: number | null; llm_requests_per_hour: number | null },
+): Promise<UserLimits> {
+  const { plan } = await planRowOfUser(deps, tenantId, userPlanId);
+  return {
+    plan: plan.name,
+    requestsPerHour: plan.requests_per_hour,
+    llmRequestsPerHour: plan.llm_requests_per_hour,
+    maxTokensPerRequest: plan.max_tokens_per_request,
+    tokenBudget: plan.tokens_per_month,
+    tokenPeriod: plan.token_period,
+    key:
+      key && (key.requests_per_hour !== null || key.llm_requests_per_hour !== null)
+        ? { requestsPerHour: key.requests_per_hour, llmRequestsPerHour: key.llm_requests_per_hour }
+        : null,
+  };
 }

@@ -16,7 +16,14 @@ export function findSessionForAuth(db: Kysely<Database>, tenantId: string, sessi
   return db
     .selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
-    .select(['sessions.user_id', 'sessions.revoked_at', 'sessions.expires_at', 'users.role', 'users.disabled_at'])
+    .select([
+      'sessions.user_id',
+      'sessions.revoked_at',
+      'sessions.expires_at',
+      'users.role',
+      'users.disabled_at',
+      'users.plan_id',
+    ])
     .where('sessions.id', '=', sessionId)
     .where('sessions.tenant_id', '=', tenantId)
     .executeTakeFirst();

@@ -8,6 +8,7 @@ import type { Actor, ClientInfo, UserPrincipal } from '../../http/principal.js';
 import { REFRESH_TOKEN_PREFIX } from '../../lib/key-prefixes.js';
 import { randomToken, sha256 } from '../../lib/tokens.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { limitsOf } from '../plans/plans.service.js';
 import { effectiveSettings, requireTenant } from '../tenants/tenants.service.js';
 import type { Tenant } from '../tenants/tenants.types.js';
 import {
@@ -116,6 +117,7 @@ export async function resolveAccessTokenPrincipal(deps: Deps, token: string): Pr
       role: session.role,
       sessionId: claims.sid,
       apiKeyId: null,
+      limits: await limitsOf(deps, claims.tid, session.plan_id),
     },
     validUntil: Math.min(claims.exp * 1000, session.expires_at),
   };

@@ -1,0 +1,157 @@
+import { type Kysely, sql } from 'kysely';
+import type { Database, TokenBudgetTable, TokenReservationTable } from '../../db/schema.js';
+import type { Period } from './periods.js';
+
+export type BudgetRow = TokenBudgetTable;
+export type ReservationRow = TokenReservationTable;
+
+export interface BudgetKey {
+  tenantId: string;
+  userId: string;
+  periodStart: number;
+}
+
+export async function ensureBudget(
+  db: Kysely<Database>,
+  tenantId: string,
+  userId: string,
+  period: Period,
+  now: number,
+): Promise<void> {
+  await db
+    .insertInto('token_budgets')
+    .values({
+      tenant_id: tenantId,
+      user_id: userId,
+      period_start: period.start,
+      period_end: period.end,
+      tokens_used: 0,
+      tokens_reserved: 0,
+      exceeded_at: null,
+      updated_at: now,
+    })
+    .onConflict((oc) => oc.columns(['tenant_id', 'user_id', 'period_start']).doNothing())
+    .execute();
+}
+
+export function findBudget(db: Kysely<Database>, key: BudgetKey): Promise<BudgetRow | undefined> {
+  return db
+    .selectFrom('token_budgets')
+    .selectAll()
+    .where('tenant_id', '=', key.tenantId)
+    .where('user_id', '=', key.userId)
+    .where('period_start', '=', key.periodStart)
+    .executeTakeFirst();
+}
+
+/**
+ * Adds to the budget's reserved and used tokens. With `limit`, only if used + reserved stays within
+ * it: one conditional UPDATE, so concurrent callers on any number of instances are serialised by
+ * the row lock and each sees the others' holds (PostgreSQL re-checks the condition on the row it
+ * waited for; SQLite runs one write at a time). Returns false when the limit would be passed.
+ */
+export async function addToBudget(
+  db: Kysely<Database>,
+  key: BudgetKey,
+  change: { reserved: number; used: number; limit: number | null; now: number },
+): Promise<boolean> {
+  let query = db
+    .updateTable('token_budgets')
+    .set((eb) => ({
+      tokens_reserved: eb('tokens_reserved', '+', change.reserved),
+      tokens_used: eb('tokens_used', '+', change.used),
+      updated_at: change.now,
+    }))
+    .where('tenant_id', '=', key.tenantId)
+    .where('user_id', '=', key.userId)
+    .where('period_start', '=', key.periodStart);
+  if (change.limit !== null) {
+    query = query.where(sql`tokens_used + tokens_reserved + ${change.reserved + change.used}`, '<=', change.limit);
+  }
+  const result = await query.executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Marks the budget as run out for this period; true only for the caller that marked it first. */
+export async function markExceeded(db: Kysely<Database>, key: BudgetKey, now: number): Promise<boolean> {
+  const result = await db
+    .updateTable('token_budgets')
+    .set({ exceeded_at: now })
+    .where('tenant_id', '=', key.tenantId)
+    .where('user_id', '=', key.userId)
+    .where('period_start', '=', key.periodStart)
+    .where('exceeded_at', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+export async function insertReservation(db: Kysely<Database>, row: ReservationRow): Promise<void> {
+  await db.insertInto('token_reservations').values(row).execute();
+}
+
+export function findReservation(db: Kysely<Database>, tenantId: string, id: string) {
+  return db
+    .selectFrom('token_reservations')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+/**
+ * Closes a held reservation (settled, released or expired). Conditional on it still being held,
+ * so of two racing closers exactly one gets the row back and adjusts the budget.
+ */
+export function closeReservation(
+  db: Kysely<Database>,
+  tenantId: string,
+  id: string,
+  change: { status: 'settled' | 'released' | 'expired'; charged: number | null; now: number },
+) {
+  return db
+    .updateTable('token_reservations')
+    .set({ status: change.status, charged: change.charged, closed_at: change.now })
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .where('status', '=', 'held')
+    .returning(['user_id', 'period_start', 'tokens'])
+    .executeTakeFirst();
+}
+
+/** Charges tokens to a reservation that expired before its call finished (the tokens were really used). */
+export async function settleExpired(
+  db: Kysely<Database>,
+  tenantId: string,
+  id: string,
+  charged: number,
+  now: number,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('token_reservations')
+    .set({ status: 'settled', charged, closed_at: now })
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .where('status', '=', 'expired')
+    .where('charged', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Held reservations past their expiry: of one user, or of everyone (the sweeper), oldest first. */
+export function findExpiredHolds(
+  db: Kysely<Database>,
+  now: number,
+  scope: { tenantId: string; userId: string } | { limit: number },
+) {
+  let query = db
+    .selectFrom('token_reservations')
+    .select(['id', 'tenant_id'])
+    .where('status', '=', 'held')
+    .where('expires_at', '<=', now)
+    .orderBy('id', 'asc');
+  query =
+    'userId' in scope
+      ? query.where('tenant_id', '=', scope.tenantId).where('user_id', '=', scope.userId)
+      : query.limit(scope.limit);
+  return query.execute();
+}

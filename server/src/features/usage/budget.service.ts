@@ -1,0 +1,311 @@
+import type { Kysely } from 'kysely';
+import type { Database, UsageKind } from '../../db/schema.js';
+import type { Deps } from '../../deps.js';
+import { AppError, notFound } from '../../errors.js';
+import type { UserLimits } from '../../http/principal.js';
+import { emitEvent } from '../events/events.service.js';
+import {
+  addToBudget,
+  type BudgetKey,
+  closeReservation,
+  ensureBudget,
+  findBudget,
+  findExpiredHolds,
+  findReservation,
+  insertReservation,
+  markExceeded,
+  type ReservationRow,
+  settleExpired,
+} from './budget.repo.js';
+import { type Period, periodAt } from './periods.js';
+import { addToRollups, insertUsageEvent } from './usage.repo.js';
+
+/** Whose budget: a user, the key they called with, and their limits. */
+export interface BudgetOwner {
+  tenantId: string;
+  userId: string;
+  apiKeyId: string | null;
+  limits: UserLimits;
+}
+
+/** What a metered call used, recorded as one usage event and added to the rollups. */
+export interface UsageRecord {
+  kind: UsageKind;
+  model?: string | null;
+  provider?: string | null;
+  promptTokens: number;
+  completionTokens: number;
+  costMicros?: number;
+  latencyMs?: number | null;
+  /** 'ok', or what went wrong ('error', 'upstream_error', 'cancelled'…). */
+  status: string;
+}
+
+export interface BudgetView {
+  plan: string;
+  period: Period;
+  limit: number | null;
+  used: number;
+  reserved: number;
+  /** null when the plan has no token limit. */
+  remaining: number | null;
+}
+
+export function presentBudget(budget: BudgetView) {
+  return {
+    plan: budget.plan,
+    period_start: new Date(budget.period.start).toISOString(),
+    period_end: new Date(budget.period.end).toISOString(),
+    monthly_limit: budget.limit,
+    tokens_used: budget.used,
+    tokens_reserved: budget.reserved,
+    tokens_remaining: budget.remaining,
+  };
+}
+
+function keyOf(owner: BudgetOwner, period: Period): BudgetKey {
+  return { tenantId: owner.tenantId, userId: owner.userId, periodStart: period.start };
+}
+
+/** The owner's budget in the period that contains `at` (now by default). */
+export async function budgetOf(deps: Deps, owner: BudgetOwner, at = deps.clock.now()): Promise<BudgetView> {
+  const period = periodAt(owner.limits.tokenPeriod, at);
+  const row = await findBudget(deps.db.kysely, keyOf(owner, period));
+  const used = row?.tokens_used ?? 0;
+  const reserved = row?.tokens_reserved ?? 0;
+  const limit = owner.limits.tokenBudget;
+  return {
+    plan: owner.limits.plan,
+    period,
+    limit,
+    used,
+    reserved,
+    remaining: limit === null ? null : Math.max(0, limit - used - reserved),
+  };
+}
+
+function quotaExceeded(budget: BudgetView, requested: number, now: number): AppError {
+  const retryAfter = Math.max(1, Math.ceil((budget.period.end - now) / 1000));
+  return new AppError(
+    'quota_exceeded',
+    `Token budget exhausted: ${budget.remaining} of ${budget.limit} tokens left this period, ${requested} needed; it resets at ${new Date(budget.period.end).toISOString()}`,
+    {
+      headers: { 'retry-after': String(retryAfter) },
+      details: { tokens_requested: requested, ...presentBudget(budget) },
+    },
+  );
+}
+
+/** Emits quota.exceeded once per user and period: only the caller that marks the budget first emits. */
+async function noteExceeded(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, period: Period) {
+  const now = deps.clock.now();
+  if (!(await markExceeded(trx, keyOf(owner, period), now))) return;
+  await emitEvent(trx, deps, {
+    tenantId: owner.tenantId,
+    type: 'quota.exceeded',
+    data: {
+      user_id: owner.userId,
+      plan: owner.limits.plan,
+      limit: 'tokens',
+      monthly_limit: owner.limits.tokenBudget,
+      period_start: new Date(period.start).toISOString(),
+      period_end: new Date(period.end).toISOString(),
+    },
+  });
+}
+
+/** Frees the budget held by reservations that were never settled or released. */
+async function expireHolds(trx: Kysely<Database>, deps: Deps, holds: { id: string; tenant_id: string }[]) {
+  const now = deps.clock.now();
+  for (const hold of holds) {
+    const closed = await closeReservation(trx, hold.tenant_id, hold.id, { status: 'expired', charged: null, now });
+    if (!closed) continue; // settled, released or expired by someone else meanwhile
+    await addToBudget(
+      trx,
+      { tenantId: hold.tenant_id, userId: closed.user_id, periodStart: closed.period_start },
+      { reserved: -closed.tokens, used: 0, limit: null, now },
+    );
+  }
+}
+
+function assertTokens(tokens: number, what: string) {
+  if (!Number.isSafeInteger(tokens) || tokens < 0) {
+    throw new AppError('validation_failed', `${what} must be a whole number of tokens, 0 or more`);
+  }
+}
+
+/**
+ * Holds `tokens` of the owner's budget before a call (an LLM call's worst case). Concurrent
+ * reservations can never together pass the budget, on any number of instances: the hold is one
+ * conditional update of the budget row (see addToBudget). Throws 429 quota_exceeded when it does
+ * not fit. An unsettled hold expires after TOKEN_RESERVATION_TTL (or `ttlMs`).
+ */
+export async function reserveTokens(
+  deps: Deps,
+  owner: BudgetOwner,
+  tokens: number,
+  options: { ttlMs?: number } = {},
+): Promise<{ reservation: ReservationRow; budget: BudgetView }> {
+  assertTokens(tokens, 'tokens');
+  const now = deps.clock.now();
+  const period = periodAt(owner.limits.tokenPeriod, now);
+  const reservation: ReservationRow = {
+    id: deps.ids.next('rsv'),
+    tenant_id: owner.tenantId,
+    user_id: owner.userId,
+    api_key_id: owner.apiKeyId,
+    period_start: period.start,
+    tokens,
+    status: 'held',
+    charged: null,
+    created_at: now,
+    expires_at: now + (options.ttlMs ?? deps.config.limits.reservationTtlMs),
+    closed_at: null,
+  };
+  const granted = await deps.db.kysely.transaction().execute(async (trx) => {
+    await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
+    await ensureBudget(trx, owner.tenantId, owner.userId, period, now);
+    const limit = owner.limits.tokenBudget;
+    if (!(await addToBudget(trx, keyOf(owner, period), { reserved: tokens, used: 0, limit, now }))) {
+      await noteExceeded(trx, deps, owner, period);
+      return false; // commit: the exceeded mark and its event stand
+    }
+    await insertReservation(trx, reservation);
+    return true;
+  });
+  const budget = await budgetOf(deps, owner, now);
+  if (!granted) throw quotaExceeded(budget, tokens, now);
+  return { reservation, budget };
+}
+
+async function recordUsageOn(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, usage: UsageRecord) {
+  const now = deps.clock.now();
+  await insertUsageEvent(trx, {
+    id: deps.ids.next('use'),
+    tenant_id: owner.tenantId,
+    user_id: owner.userId,
+    api_key_id: owner.apiKeyId,
+    kind: usage.kind,
+    model: usage.model ?? null,
+    provider: usage.provider ?? null,
+    prompt_tokens: usage.promptTokens,
+    completion_tokens: usage.completionTokens,
+    cost_micros: usage.costMicros ?? 0,
+    latency_ms: usage.latencyMs ?? null,
+    status: usage.status,
+    created_at: now,
+  });
+  await addToRollups(trx, [
+    {
+      tenantId: owner.tenantId,
+      userId: owner.userId,
+      apiKeyId: owner.apiKeyId,
+      model: usage.model ?? null,
+      provider: usage.provider ?? null,
+      at: now,
+      requests: 0,
+      llmRequests: usage.kind === 'llm' ? 1 : 0,
+      errors: usage.status === 'ok' ? 0 : 1,
+      promptTokens: usage.promptTokens,
+      completionTokens: usage.completionTokens,
+      costMicros: usage.costMicros ?? 0,
+    },
+  ]);
+}
+
+/** Marks the budget exceeded (once) when the charge used it up. */
+async function checkExhausted(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, key: BudgetKey) {
+  const limit = owner.limits.tokenBudget;
+  if (limit === null) return;
+  const row = await findBudget(trx, key);
+  if (row && row.tokens_used >= limit) {
+    await noteExceeded(trx, deps, owner, { start: row.period_start, end: row.period_end });
+  }
+}
+
+/**
+ * Charges what a reserved call really used and frees the rest of the hold, recording the usage
+ * event, all in one transaction. A call may use more than it reserved (it is charged in full:
+ * the tokens were spent). A reservation that expired first is still charged.
+ */
+export async function settleReservation(deps: Deps, owner: BudgetOwner, id: string, usage: UsageRecord) {
+  const charged = usage.promptTokens + usage.completionTokens;
+  assertTokens(charged, 'prompt_tokens + completion_tokens');
+  const now = deps.clock.now();
+  await deps.db.kysely.transaction().execute(async (trx) => {
+    const existing = await findReservation(trx, owner.tenantId, id);
+    if (!existing || existing.user_id !== owner.userId) throw notFound('Reservation');
+    const key = { tenantId: owner.tenantId, userId: owner.userId, periodStart: existing.period_start };
+    const closed = await closeReservation(trx, owner.tenantId, id, { status: 'settled', charged, now });
+    if (closed) {
+      await addToBudget(trx, key, { reserved: -closed.tokens, used: charged, limit: null, now });
+    } else if (await settleExpired(trx, owner.tenantId, id, charged, now)) {
+      await addToBudget(trx, key, { reserved: 0, used: charged, limit: null, now });
+    } else {
+      throw new AppError('conflict', `This reservation is already ${existing.status}`, {
+        details: { status: existing.status },
+      });
+    }
+    await recordUsageOn(trx, deps, owner, usage);
+    await checkExhausted(trx, deps, owner, key);
+  });
+  return budgetOf(deps, owner, now);
+}
+
+/** Frees all of a held reservation (the call was never made). */
+export async function releaseReservation(deps: Deps, owner: BudgetOwner, id: string) {
+  const now = deps.clock.now();
+  await deps.db.kysely.transaction().execute(async (trx) => {
+    const existing = await findReservation(trx, owner.tenantId, id);
+    if (!existing || existing.user_id !== owner.userId) throw notFound('Reservation');
+    const closed = await closeReservation(trx, owner.tenantId, id, { status: 'released', charged: null, now });
+    if (!closed) {
+      throw new AppError('conflict', `This reservation is already ${existing.status}`, {
+        details: { status: existing.status },
+      });
+    }
+    await addToBudget(
+      trx,
+      { tenantId: owner.tenantId, userId: owner.userId, periodStart: existing.period_start },
+      { reserved: -closed.tokens, used: 0, limit: null, now },
+    );
+  });
+  return budgetOf(deps, owner, now);
+}
+
+/**
+ * Charges tokens at once, only if they fit the budget (verify's `credits`): a reservation and its
+ * settlement in one step. Returns false, charging nothing, when they do not fit.
+ */
+export async function chargeTokens(
+  deps: Deps,
+  owner: BudgetOwner,
+  usage: UsageRecord,
+): Promise<{ charged: boolean; budget: BudgetView }> {
+  const tokens = usage.promptTokens + usage.completionTokens;
+  assertTokens(tokens, 'cost');
+  const now = deps.clock.now();
+  const period = periodAt(owner.limits.tokenPeriod, now);
+  const key = keyOf(owner, period);
+  const charged = await deps.db.kysely.transaction().execute(async (trx) => {
+    await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
+    await ensureBudget(trx, owner.tenantId, owner.userId, period, now);
+    if (!(await addToBudget(trx, key, { reserved: 0, used: tokens, limit: owner.limits.tokenBudget, now }))) {
+      await noteExceeded(trx, deps, owner, period);
+      return false;
+    }
+    await recordUsageOn(trx, deps, owner, usage);
+    await checkExhausted(trx, deps, owner, key);
+    return true;
+  });
+  return { charged, budget: await budgetOf(deps, owner, now) };
+}
+
+/** The sweeper: expires unsettled reservations of everyone, a batch at a time. */
+export async function expireReservations(deps: Deps): Promise<number> {
+  const holds = await findExpiredHolds(deps.db.kysely, deps.clock.now(), { limit: 500 });
+  for (const hold of holds) {
+    await deps.db.kysely.transaction().execute((trx) => expireHolds(trx, deps, [hold]));
+  }
+  return holds.length;
+}
