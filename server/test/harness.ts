@@ -30,6 +30,11 @@ export interface Harness {
   logs: string[];
   request(options: RequestOptions): Promise<TestResponse>;
   tenant(): Promise<TestTenant>;
+  /**
+   * Another app instance on the same database (and Redis, when set), as a second replica would
+   * run. PostgreSQL only: SQLite mode is one instance by design.
+   */
+  secondInstance(): Promise<Instance>;
   close(): Promise<void>;
 }
 
@@ -76,6 +81,42 @@ export interface TestTenant {
     credentials: { email: string; password: string },
     options?: { ip?: string; headers?: Record<string, string> },
   ): Promise<TestResponse>;
+}
+
+/** One app on the harness's database: the first, or another instance sharing it (and Redis). */
+export interface Instance {
+  app: GatehouseApp;
+  deps: Deps;
+  request(options: RequestOptions): Promise<TestResponse>;
+}
+
+function requester(app: GatehouseApp) {
+  return async (options: RequestOptions): Promise<TestResponse> => {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.token) headers.authorization = `Bearer ${options.token}`;
+    if (options.tenant) headers['x-gatehouse-tenant'] = options.tenant;
+    let payload: string | object | undefined;
+    if (options.form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      payload = new URLSearchParams(options.form).toString();
+    } else if (options.body !== undefined) {
+      payload = options.body as object;
+    }
+    const response = await app.inject({
+      method: options.method,
+      url: options.url,
+      headers,
+      remoteAddress: options.ip ?? '127.0.0.1',
+      payload,
+    });
+    let body: unknown;
+    try {
+      body = response.body ? JSON.parse(response.body) : undefined;
+    } catch {
+      body = undefined;
+    }
+    return { status: response.statusCode, headers: response.headers, body, text: response.body };
+  };
 }
 
 export const STRONG_PASSWORD = 'correct horse battery staple';
@@ -133,19 +174,22 @@ export async function createHarness(
     };
   }
 
-  const deps = await createDeps({
-    config,
-    log,
-    masterKey: randomBytes(32),
-    dbOptions,
-    clock,
-    limiterNamespace: `test_${randomBytes(6).toString('hex')}`,
-  });
-  await migrateToLatest(deps.db);
-  await deps.keyring.load();
+  const masterKey = randomBytes(32);
+  const limiterNamespace = `test_${randomBytes(6).toString('hex')}`;
+  const instances: Instance[] = [];
+  const startInstance = async (): Promise<Instance> => {
+    const deps = await createDeps({ config, log, masterKey, dbOptions, clock, limiterNamespace });
+    await migrateToLatest(deps.db);
+    await deps.keyring.load();
+    const app = await buildApp(deps);
+    await app.ready();
+    const instance = { app, deps, request: requester(app) };
+    instances.push(instance);
+    return instance;
+  };
+
+  const { deps, app, request } = await startInstance();
   const defaultTenant = await ensureDefaultTenant(deps, SYSTEM_ACTOR);
-  const app = await buildApp(deps);
-  await app.ready();
 
   const operator =
     options.operator === false
@@ -157,33 +201,6 @@ export async function createHarness(
           { ip: null, userAgent: 'harness' },
           'operator',
         );
-
-  const request = async (options: RequestOptions): Promise<TestResponse> => {
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.token) headers.authorization = `Bearer ${options.token}`;
-    if (options.tenant) headers['x-gatehouse-tenant'] = options.tenant;
-    let payload: string | object | undefined;
-    if (options.form) {
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      payload = new URLSearchParams(options.form).toString();
-    } else if (options.body !== undefined) {
-      payload = options.body as object;
-    }
-    const response = await app.inject({
-      method: options.method,
-      url: options.url,
-      headers,
-      remoteAddress: options.ip ?? '127.0.0.1',
-      payload,
-    });
-    let body: unknown;
-    try {
-      body = response.body ? JSON.parse(response.body) : undefined;
-    } catch {
-      body = undefined;
-    }
-    return { status: response.statusCode, headers: response.headers, body, text: response.body };
-  };
 
   const expectStatus = (response: TestResponse, status: number, what: string) => {
     if (response.status !== status)
@@ -285,9 +302,15 @@ export async function createHarness(
     logs,
     request,
     tenant,
+    async secondInstance() {
+      if (dbOptions.dialect !== 'postgres') throw new Error('a second instance needs PostgreSQL (TEST_DATABASE_URL)');
+      return startInstance();
+    },
     async close() {
-      await app.close();
-      await closeDeps(deps);
+      for (const instance of instances.reverse()) {
+        await instance.app.close();
+        await closeDeps(instance.deps);
+      }
       await dropSchema?.();
     },
   };

@@ -1,5 +1,5 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { type TSchema, Type } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import type {
   FastifyBaseLogger,
   FastifyInstance,
@@ -35,11 +35,14 @@ export function errors(...statuses: number[]): Record<number, TSchema> {
 }
 
 /**
- * `null` or the schema, for request fields where null means "reset" or "unlimited". Null comes
- * first: Ajv coerces types (for query strings) and would otherwise turn a JSON null into 0 or "".
+ * `null` or the schema, for fields where null means "reset" or "unlimited". Written as a type
+ * list (`type: ['integer', 'null']`), not anyOf: Ajv coerces types (for query strings), and
+ * against anyOf it would turn a JSON null into 0 or "" or, with null first, a 0 into null; with a
+ * type list it coerces only a value that matches none of the types.
  */
 export function Nullable<T extends TSchema>(schema: T, options: { description?: string } = {}) {
-  return Type.Union([Type.Null(), schema], options);
+  if (typeof schema.type !== 'string') throw new Error('Nullable() needs a schema with a single type');
+  return Type.Unsafe<Static<T> | null>({ ...schema, ...options, type: [schema.type, 'null'] });
 }
 
 export const Timestamp = Type.String({ format: 'date-time' });

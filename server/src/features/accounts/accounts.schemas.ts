@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
-import { Email, Nullable, NullableTimestamp, Password, Timestamp } from '../../http/schemas.js';
+import { Email, Nullable, Password, Timestamp } from '../../http/schemas.js';
+import { IssuedApiKey } from '../api-keys/api-keys.schemas.js';
 import { Plan } from '../plans/plans.schemas.js';
 import { TokenBudget } from '../usage/usage.schemas.js';
 
@@ -32,17 +33,6 @@ export const TokenPair = {
   token_type: Type.Literal('bearer'),
   expires_in: Type.Integer({ description: 'Access token lifetime, seconds' }),
 };
-
-export const IssuedApiKey = Type.Object({
-  id: Type.String(),
-  name: Type.String(),
-  start: Type.String(),
-  scopes: Type.Array(Type.String()),
-  created_at: Timestamp,
-  last_used_at: NullableTimestamp,
-  expires_at: NullableTimestamp,
-  key: Type.String({ description: 'The secret: shown this once, never again' }),
-});
 
 export const RegisterBody = Type.Object(
   { email: Email, password: Password, name: Type.Optional(Type.String({ maxLength: 200 })) },

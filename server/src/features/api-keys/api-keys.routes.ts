@@ -2,29 +2,83 @@ import { Type } from '@sinclair/typebox';
 import type { Deps } from '../../deps.js';
 import { clientInfo, serviceOf, userOf } from '../../http/authenticate.js';
 import { type App, errors, IdParams, NullableTimestamp, Timestamp } from '../../http/schemas.js';
-import { IssuedApiKey } from '../accounts/accounts.schemas.js';
+import { ApiKey, IssuedApiKey, KeyLimitFields } from './api-keys.schemas.js';
 import { createUserApiKey, listApiKeys, revokeApiKey, rotateApiKey, verifyApiKey } from './api-keys.service.js';
-
-const ApiKey = Type.Object({
-  id: Type.String(),
-  name: Type.String(),
-  start: Type.String({ description: 'The first characters, to recognise the key; never the key' }),
-  scopes: Type.Array(Type.String()),
-  created_at: Timestamp,
-  last_used_at: NullableTimestamp,
-  expires_at: NullableTimestamp,
-});
 
 const Scope = Type.String({ pattern: '^[A-Za-z0-9:._*-]{1,64}$' });
 
 const VerifyResponse = Type.Object({
   valid: Type.Boolean(),
-  code: Type.Union(['VALID', 'NOT_FOUND', 'EXPIRED', 'REVOKED', 'DISABLED'].map((c) => Type.Literal(c))),
+  code: Type.Union(
+    ['VALID', 'NOT_FOUND', 'EXPIRED', 'REVOKED', 'DISABLED', 'RATE_LIMITED', 'USAGE_EXCEEDED'].map((c) =>
+      Type.Literal(c),
+    ),
+  ),
   key_id: Type.Union([Type.String(), Type.Null()]),
   user_id: Type.Union([Type.String(), Type.Null()]),
   scopes: Type.Array(Type.String()),
   expires_at: NullableTimestamp,
+  ratelimits: Type.Optional(
+    Type.Array(
+      Type.Object({
+        name: Type.String(),
+        limit: Type.Integer(),
+        remaining: Type.Integer(),
+        reset: Timestamp,
+        exceeded: Type.Boolean(),
+      }),
+      { description: 'The limits asked for, after this call counted (unlimited ones are left out)' },
+    ),
+  ),
+  credits: Type.Optional(
+    Type.Object(
+      {
+        cost: Type.Integer(),
+        remaining: Type.Union([Type.Integer(), Type.Null()]),
+        limit: Type.Union([Type.Integer(), Type.Null()]),
+      },
+      { description: "The user's token budget after this charge (null: unlimited)" },
+    ),
+  ),
 });
+
+const VerifyBody = Type.Object(
+  {
+    key: Type.String({ maxLength: 512 }),
+    ratelimits: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({
+              pattern: '^[A-Za-z0-9_.:-]{1,64}$',
+              description: "'requests' or 'llm_requests' (the plan's and key's hourly limits), or your own name",
+            }),
+            cost: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, default: 1 })),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000_000 })),
+            duration: Type.Optional(
+              Type.Integer({ minimum: 1000, maximum: 30 * 86_400_000, description: 'Window, ms (whole seconds)' }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 10 },
+      ),
+    ),
+    credits: Type.Optional(
+      Type.Object(
+        {
+          cost: Type.Integer({
+            minimum: 0,
+            maximum: 100_000_000,
+            description: "Tokens to charge to the user's budget",
+          }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 export function registerApiKeyRoutes(app: App, deps: Deps): void {
   const tags = ['api keys'];
@@ -54,6 +108,7 @@ export function registerApiKeyRoutes(app: App, deps: Deps): void {
             name: Type.String({ minLength: 1, maxLength: 100 }),
             scopes: Type.Optional(Type.Array(Scope, { maxItems: 50 })),
             expires_in: Type.Optional(Type.Integer({ minimum: 60, maximum: 10 * 365 * 86400, description: 'seconds' })),
+            ...Type.Partial(Type.Object(KeyLimitFields)).properties,
           },
           { additionalProperties: false },
         ),
@@ -112,10 +167,10 @@ export function registerApiKeyRoutes(app: App, deps: Deps): void {
       schema: {
         tags,
         summary: 'For app backends (tenant service key): is this API key good? Always 200; the outcome is in `code`',
-        body: Type.Object({ key: Type.String({ maxLength: 512 }) }),
+        body: VerifyBody,
         response: { 200: VerifyResponse, ...errors(400, 401, 403) },
       },
     },
-    (request) => verifyApiKey(deps, serviceOf(request).tenantId, request.body.key),
+    (request) => verifyApiKey(deps, serviceOf(request).tenantId, request.body),
   );
 }

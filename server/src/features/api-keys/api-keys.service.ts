@@ -9,6 +9,8 @@ import { API_KEY_PREFIX } from '../../lib/key-prefixes.js';
 import { createSecret, hasValidChecksum, sha256, visibleStart } from '../../lib/tokens.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { limitsOf } from '../plans/plans.service.js';
+import { type BudgetOwner, budgetOf, chargeTokens } from '../usage/budget.service.js';
+import { hitLimits, type LimitSpec, type LimitState, peekLimits, requestLimitSpecs } from '../usage/rate-limits.js';
 import {
   type ApiKeyRow,
   findApiKey,
@@ -37,6 +39,8 @@ export function presentApiKey(row: ApiKeyRow) {
     created_at: new Date(row.created_at).toISOString(),
     last_used_at: iso(row.last_used_at),
     expires_at: iso(row.expires_at),
+    requests_per_hour: row.requests_per_hour,
+    llm_requests_per_hour: row.llm_requests_per_hour,
   };
 }
 
@@ -86,7 +90,7 @@ export async function createApiKey(
 export async function createUserApiKey(
   deps: Deps,
   principal: UserPrincipal,
-  input: { name: string; scopes?: string[]; expires_in?: number },
+  input: { name: string; scopes?: string[]; expires_in?: number } & Partial<KeyLimits>,
   client: ClientInfo,
 ) {
   const expiresAt = input.expires_in === undefined ? null : deps.clock.now() + input.expires_in * 1000;
@@ -97,6 +101,10 @@ export async function createUserApiKey(
       name: input.name,
       scopes: input.scopes ?? [],
       expiresAt,
+      limits: {
+        requests_per_hour: input.requests_per_hour ?? null,
+        llm_requests_per_hour: input.llm_requests_per_hour ?? null,
+      },
       client,
     }),
   );
@@ -160,6 +168,7 @@ export async function rotateApiKey(
       name: old.name,
       scopes: json.read<string[]>(old.scopes, []),
       expiresAt: old.expires_at,
+      limits: old,
       client,
     });
     // Conditional, so that of two concurrent rotations only one links a successor (the other rolls back).
@@ -221,15 +230,119 @@ export async function resolveApiKeyPrincipal(deps: Deps, key: string): Promise<R
   };
 }
 
-/** Unkey-style verification for app backends: the outcome is data, never an error. */
-export async function verifyApiKey(deps: Deps, tenantId: string, key: string) {
-  const { code, row } = await checkApiKey(deps, key, tenantId);
-  return {
-    valid: code === 'VALID',
-    code,
+export type VerifyOutcome = VerifyCode | 'RATE_LIMITED' | 'USAGE_EXCEEDED';
+
+/** A limit an app backend asks verify to count (Unkey's `ratelimits`). */
+export interface VerifyRatelimit {
+  name: string;
+  cost?: number;
+  /** For the app's own named limits; `requests` and `llm_requests` are the plan's and key's. */
+  limit?: number;
+  /** Window in ms (whole seconds), with `limit`. */
+  duration?: number;
+}
+
+const PLAN_LIMITS = ['requests', 'llm_requests'] as const;
+
+function verifyLimitSpecs(owner: BudgetOwner, ratelimits: VerifyRatelimit[]): LimitSpec[] {
+  return ratelimits.flatMap((r, i) => {
+    const field = (name: string, message: string) =>
+      new AppError('validation_failed', `ratelimits.${i}.${name} ${message}`, {
+        details: { fields: [{ field: `ratelimits.${i}.${name}`, in: 'body', message }] },
+      });
+    const builtIn = (PLAN_LIMITS as readonly string[]).includes(r.name);
+    if (builtIn) {
+      if (r.limit !== undefined || r.duration !== undefined) {
+        throw field('limit', `must be omitted: the ${r.name} limit comes from the user's plan and key`);
+      }
+      return requestLimitSpecs(owner, r.name as (typeof PLAN_LIMITS)[number]).map((spec) => ({
+        ...spec,
+        cost: r.cost,
+      }));
+    }
+    if (r.limit === undefined) throw field('limit', `is required for the app's own limit "${r.name}"`);
+    if (r.duration === undefined || r.duration % 1000 !== 0) {
+      throw field('duration', 'is required with limit: the window in milliseconds, whole seconds');
+    }
+    return [
+      {
+        name: r.name,
+        subject: `app:${r.name}:${owner.tenantId}:${owner.userId}`,
+        limit: r.limit,
+        windowSeconds: r.duration / 1000,
+        cost: r.cost,
+      },
+    ];
+  });
+}
+
+/**
+ * Unkey-style verification for app backends: the outcome is data, never an error. Optionally
+ * counts named limits (`ratelimits`: the plan's `requests` / `llm_requests`, or the app's own with
+ * `limit` and `duration`) and charges `credits.cost` tokens to the user's budget; then the answer is
+ * RATE_LIMITED or USAGE_EXCEEDED with what remains. Credits are charged only when no limit is exceeded.
+ */
+export async function verifyApiKey(
+  deps: Deps,
+  tenantId: string,
+  input: { key: string; ratelimits?: VerifyRatelimit[]; credits?: { cost: number } },
+) {
+  const { code, row } = await checkApiKey(deps, input.key, tenantId);
+  const base = {
     key_id: row?.id ?? null,
     user_id: row?.user_id ?? null,
     scopes: row ? json.read<string[]>(row.scopes, []) : [],
     expires_at: row?.expires_at ? new Date(row.expires_at).toISOString() : null,
+  };
+  if (code !== 'VALID' || !row || (!input.ratelimits && !input.credits)) {
+    return { valid: code === 'VALID', code: code as VerifyOutcome, ...base };
+  }
+  const owner: BudgetOwner = {
+    tenantId,
+    userId: row.user_id,
+    apiKeyId: row.id,
+    limits: await limitsOf(deps, tenantId, row.user_plan_id, row),
+  };
+  let outcome: VerifyOutcome = 'VALID';
+  let ratelimits: LimitState[] | undefined;
+  if (input.ratelimits) {
+    const specs = verifyLimitSpecs(owner, input.ratelimits);
+    const [counted, peeked] = await Promise.all([
+      hitLimits(
+        deps,
+        specs.filter((s) => s.cost !== 0),
+      ),
+      peekLimits(
+        deps,
+        specs.filter((s) => s.cost === 0),
+      ),
+    ]);
+    ratelimits = [...counted, ...peeked];
+    if (ratelimits.some((s) => s.exceeded)) outcome = 'RATE_LIMITED';
+  }
+  let credits: { cost: number; remaining: number | null; limit: number | null } | undefined;
+  if (input.credits) {
+    const { cost } = input.credits;
+    const budget =
+      outcome === 'VALID' && cost > 0
+        ? await chargeTokens(deps, owner, { kind: 'credits', promptTokens: cost, completionTokens: 0, status: 'ok' })
+        : { charged: true, budget: await budgetOf(deps, owner) };
+    if (!budget.charged) outcome = 'USAGE_EXCEEDED';
+    credits = { cost, remaining: budget.budget.remaining, limit: budget.budget.limit };
+  }
+  return {
+    valid: outcome === 'VALID',
+    code: outcome,
+    ...base,
+    ...(ratelimits && {
+      ratelimits: ratelimits.map((s) => ({
+        name: s.name,
+        limit: s.limit,
+        remaining: s.remaining,
+        reset: new Date(s.resetAt).toISOString(),
+        exceeded: s.exceeded,
+      })),
+    }),
+    ...(credits && { credits }),
   };
 }

@@ -5,6 +5,13 @@ import type { App } from '../../http/schemas.js';
 
 const Check = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
 
+const LIMIT_STATES = {
+  local: 'ok (in memory: one instance)',
+  shared: 'ok (shared by all instances)',
+  per_instance: 'degraded: Redis unavailable, counting per instance (RATE_LIMIT_STORE_FAILURE=open)',
+  refusing: 'failing: Redis unavailable, limited requests refused (RATE_LIMIT_STORE_FAILURE=closed)',
+} as const;
+
 export function registerHealthRoutes(app: App, deps: Deps): void {
   const tags = ['operations'];
 
@@ -20,7 +27,7 @@ export function registerHealthRoutes(app: App, deps: Deps): void {
       config: { auth: 'public' },
       schema: {
         tags,
-        summary: 'Dependencies answer: database (and Redis when configured)',
+        summary: 'Dependencies answer: database, Redis when configured, and where rate limits count',
         response: { 200: Check, 503: Check },
       },
     },
@@ -33,8 +40,12 @@ export function registerHealthRoutes(app: App, deps: Deps): void {
         checks.database = 'unreachable';
       }
       if (deps.redis) checks.redis = deps.redis.status === 'ready' ? 'ok' : `unavailable (${deps.redis.status})`;
-      const ready = Object.values(checks).every((value) => value === 'ok');
-      return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
+      const limits = deps.limiters.state();
+      checks.rate_limits = deps.config.limits.enabled ? LIMIT_STATES[limits] : 'off (RATE_LIMITS=off)';
+      // Without Redis, fail-open keeps serving (degraded, still ready); fail-closed refuses limited requests.
+      const ready = checks.database === 'ok' && limits !== 'refusing';
+      const status = !ready ? 'not_ready' : checks.redis && checks.redis !== 'ok' ? 'degraded' : 'ready';
+      return reply.status(ready ? 200 : 503).send({ status, checks });
     },
   );
 
