@@ -142,3 +142,95 @@ describe('POST /api/keys/verify', () => {
     assert.ok(fieldsOf(res).includes('key'), res.text);
   });
 });
+
+describe('POST /api/keys/verify with ratelimits and credits (Unkey’s shape)', () => {
+  const verifyWith = (service: string, body: Record<string, unknown>) =>
+    h.request({ method: 'POST', url: '/api/keys/verify', token: service, body });
+
+  it('counts the plan’s requests limit (shared with the user’s own calls) and answers RATE_LIMITED with what remains', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const service = await t.serviceKey();
+    await me(user.apiKey); // 1 of the free plan's 100
+    const first = await verifyWith(service, { key: user.apiKey, ratelimits: [{ name: 'requests', cost: 98 }] });
+    assert.equal(first.status, 200, first.text);
+    assert.equal(first.body.code, 'VALID');
+    assert.equal(first.body.ratelimits.length, 1);
+    assert.deepEqual(
+      { ...first.body.ratelimits[0], reset: undefined },
+      { name: 'requests', limit: 100, remaining: 1, reset: undefined, exceeded: false },
+    );
+    const second = await verifyWith(service, { key: user.apiKey, ratelimits: [{ name: 'requests', cost: 2 }] });
+    assert.equal(second.status, 200);
+    assert.equal(second.body.valid, false);
+    assert.equal(second.body.code, 'RATE_LIMITED');
+    assert.equal(second.body.ratelimits[0].remaining, 0);
+    assert.equal(second.body.key_id, first.body.key_id);
+    assert.equal((await me(user.apiKey)).status, 429, 'the user’s own calls share the count');
+  });
+
+  it('the app’s own named limit with limit and duration; cost 0 only reads it', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const service = await t.serviceKey();
+    const search = { name: 'search', limit: 2, duration: 60_000 };
+    assert.equal((await verifyWith(service, { key: user.apiKey, ratelimits: [search] })).body.code, 'VALID');
+    const peek = await verifyWith(service, { key: user.apiKey, ratelimits: [{ ...search, cost: 0 }] });
+    assert.equal(peek.body.ratelimits[0].remaining, 1);
+    assert.equal((await verifyWith(service, { key: user.apiKey, ratelimits: [search] })).body.code, 'VALID');
+    const over = await verifyWith(service, { key: user.apiKey, ratelimits: [search] });
+    assert.equal(over.body.code, 'RATE_LIMITED');
+    assert.ok(Date.parse(over.body.ratelimits[0].reset) <= h.clock.now() + 60_000);
+  });
+
+  it('400 naming the field: an own limit without limit or duration, or a plan limit given a limit', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const service = await t.serviceKey();
+    const noLimit = await verifyWith(service, { key: user.apiKey, ratelimits: [{ name: 'search' }] });
+    assert.equal(noLimit.status, 400);
+    assert.deepEqual(fieldsOf(noLimit), ['ratelimits.0.limit']);
+    const noDuration = await verifyWith(service, { key: user.apiKey, ratelimits: [{ name: 'x', limit: 5 }] });
+    assert.deepEqual(fieldsOf(noDuration), ['ratelimits.0.duration']);
+    const override = await verifyWith(service, {
+      key: user.apiKey,
+      ratelimits: [{ name: 'requests', limit: 5, duration: 1000 }],
+    });
+    assert.deepEqual(fieldsOf(override), ['ratelimits.0.limit']);
+  });
+
+  it('credits charge the user’s token budget; USAGE_EXCEEDED charges nothing and reports what remains', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const service = await t.serviceKey();
+    const charged = await verifyWith(service, { key: user.apiKey, credits: { cost: 9_500 } });
+    assert.equal(charged.body.code, 'VALID');
+    assert.deepEqual(charged.body.credits, { cost: 9_500, remaining: 500, limit: 10_000 });
+    const refused = await verifyWith(service, { key: user.apiKey, credits: { cost: 501 } });
+    assert.equal(refused.status, 200);
+    assert.equal(refused.body.valid, false);
+    assert.equal(refused.body.code, 'USAGE_EXCEEDED');
+    assert.deepEqual(refused.body.credits, { cost: 501, remaining: 500, limit: 10_000 });
+    const usage = (await h.request({ method: 'GET', url: '/api/usage', token: user.apiKey })).body;
+    assert.equal(usage.tokens_used, 9_500);
+    // A key that is not valid is not charged and reports no credits.
+    const unknown = await verifyWith(service, { key: unknownKey(), credits: { cost: 1 } });
+    assert.equal(unknown.body.code, 'NOT_FOUND');
+    assert.equal(unknown.body.credits, undefined);
+  });
+
+  it('a rate-limited verify charges no credits', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const service = await t.serviceKey();
+    const body = {
+      key: user.apiKey,
+      ratelimits: [{ name: 'once', limit: 1, duration: 60_000 }],
+      credits: { cost: 10 },
+    };
+    assert.equal((await verifyWith(service, body)).body.credits.remaining, 9_990);
+    const limited = await verifyWith(service, body);
+    assert.equal(limited.body.code, 'RATE_LIMITED');
+    assert.equal(limited.body.credits.remaining, 9_990);
+  });
+});
