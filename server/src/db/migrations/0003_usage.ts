@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, PostgresAdapter, sql } from 'kysely';
 
 // Limits, token budgets, usage metering and the event outbox (issue 3). Forward-only.
 // biome-ignore lint/suspicious/noExplicitAny: migrations run against the schema as it was then.
@@ -8,6 +8,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .alterTable('plans')
     .addColumn('token_period', 'text', (c) => c.notNull().defaultTo('month'))
     .execute();
+  // Counters may pass 2^31 within a window (verify's ratelimits take a cost): 64-bit on PostgreSQL,
+  // where this table is used (SQLite integers are 64-bit already).
+  if (db.getExecutor().adapter instanceof PostgresAdapter) {
+    await sql`alter table rate_limits alter column points type bigint`.execute(db);
+  }
   // A key may carry tighter hourly limits than its user's plan (null: the plan's).
   await db.schema.alterTable('api_keys').addColumn('requests_per_hour', 'bigint').execute();
   await db.schema.alterTable('api_keys').addColumn('llm_requests_per_hour', 'bigint').execute();
