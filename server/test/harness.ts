@@ -76,6 +76,8 @@ export interface TestTenant {
   admin(): Promise<TestUser>;
   /** A fresh tenant service key (secret). */
   serviceKey(): Promise<string>;
+  /** Puts a user on a new plan with these fields (as POST /api/admin/plans takes them); returns the plan. */
+  putOnPlan(userId: string, plan: Record<string, unknown>): Promise<{ name: string; [field: string]: unknown }>;
   /** POST /api/auth/login in this tenant. */
   login(
     credentials: { email: string; password: string },
@@ -268,6 +270,21 @@ export async function createHarness(
           'promote admin',
         );
         return admin;
+      },
+      async putOnPlan(userId, fields) {
+        const asOperator = { token: operator.access_token, tenant: created.id };
+        const name = `plan-${randomBytes(4).toString('hex')}`;
+        const plan = expectStatus(
+          await request({ method: 'POST', url: '/api/admin/plans', ...asOperator, body: { name, ...fields } }),
+          201,
+          'create plan',
+        );
+        expectStatus(
+          await request({ method: 'PUT', url: `/api/admin/users/${userId}/plan`, ...asOperator, body: { plan: name } }),
+          200,
+          'assign plan',
+        );
+        return plan;
       },
       async serviceKey() {
         const body = expectStatus(

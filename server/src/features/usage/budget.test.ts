@@ -168,22 +168,8 @@ describe('token reservations', () => {
   it('a plan with a daily token period resets at UTC midnight', async () => {
     const t = await h.tenant();
     const user = await t.user();
-    const plan = await h.request({
-      method: 'POST',
-      url: '/api/admin/plans',
-      token: h.operator.token,
-      tenant: t.id,
-      body: { name: 'daily', tokens_per_month: 500, token_period: 'day' },
-    });
-    assert.equal(plan.status, 201, plan.text);
-    assert.equal(plan.body.token_period, 'day');
-    await h.request({
-      method: 'PUT',
-      url: `/api/admin/users/${user.id}/plan`,
-      token: h.operator.token,
-      tenant: t.id,
-      body: { plan: 'daily' },
-    });
+    const plan = await t.putOnPlan(user.id, { tokens_per_month: 500, token_period: 'day' });
+    assert.equal(plan.token_period, 'day');
     const budget = await budgetOf(user.apiKey);
     const start = new Date(h.clock.now());
     start.setUTCHours(0, 0, 0, 0);

@@ -13,27 +13,6 @@ after(() => h.close());
 
 const me = (request: Harness['request'], token: string) => request({ method: 'GET', url: '/api/auth/me', token });
 
-/** Puts a user on a new plan with these limits (created by the operator in the user's tenant). */
-async function putOnPlan(h: Harness, tenantId: string, userId: string, limits: Record<string, unknown>) {
-  const name = `p${Math.random().toString(36).slice(2, 10)}`;
-  const plan = await h.request({
-    method: 'POST',
-    url: '/api/admin/plans',
-    token: h.operator.token,
-    tenant: tenantId,
-    body: { name, ...limits },
-  });
-  assert.equal(plan.status, 201, plan.text);
-  const put = await h.request({
-    method: 'PUT',
-    url: `/api/admin/users/${userId}/plan`,
-    token: h.operator.token,
-    tenant: tenantId,
-    body: { plan: name },
-  });
-  assert.equal(put.status, 200, put.text);
-}
-
 function tally(responses: TestResponse[]) {
   const ok = responses.filter((r) => r.status === 200).length;
   const limited = responses.filter((r) => r.status === 429);
@@ -89,7 +68,7 @@ describe('hourly request limits', () => {
   it('RateLimit-* headers on every response count down; access token and API key share the user’s count', async () => {
     const t = await h.tenant();
     const user = await t.user();
-    await putOnPlan(h, t.id, user.id, { requests_per_hour: 3 });
+    await t.putOnPlan(user.id, { requests_per_hour: 3 });
     const first = await me(h.request, user.accessToken);
     assert.equal(first.status, 200);
     assert.equal(first.headers['ratelimit-limit'], '3');
@@ -151,7 +130,7 @@ describe('hourly request limits', () => {
   it('a plan limit of 0 allows nothing: 0 is not unlimited', async () => {
     const t = await h.tenant();
     const user = await t.user();
-    await putOnPlan(h, t.id, user.id, { requests_per_hour: 0 });
+    await t.putOnPlan(user.id, { requests_per_hour: 0 });
     const res = await me(h.request, user.apiKey);
     assert.equal(res.status, 429);
     assert.equal(res.headers['ratelimit-limit'], '0');
@@ -160,10 +139,10 @@ describe('hourly request limits', () => {
   it('a plan change applies to the count already made this hour', async () => {
     const t = await h.tenant();
     const user = await t.user();
-    await putOnPlan(h, t.id, user.id, { requests_per_hour: 1 });
+    await t.putOnPlan(user.id, { requests_per_hour: 1 });
     assert.equal((await me(h.request, user.apiKey)).status, 200);
     assert.equal((await me(h.request, user.apiKey)).status, 429);
-    await putOnPlan(h, t.id, user.id, { requests_per_hour: 5 });
+    await t.putOnPlan(user.id, { requests_per_hour: 5 });
     const res = await me(h.request, user.apiKey);
     assert.equal(res.status, 200);
     assert.equal(res.headers['ratelimit-remaining'], '2', '3 counted of 5 (the refused one counts too)');
@@ -172,13 +151,13 @@ describe('hourly request limits', () => {
   it('no headers and no limit on an unlimited plan; GET /api/usage answers when the limit is used up', async () => {
     const t = await h.tenant();
     const unlimited = await t.user();
-    await putOnPlan(h, t.id, unlimited.id, {});
+    await t.putOnPlan(unlimited.id, {});
     const res = await me(h.request, unlimited.apiKey);
     assert.equal(res.status, 200);
     assert.equal(res.headers['ratelimit-limit'], undefined);
 
     const limited = await t.user();
-    await putOnPlan(h, t.id, limited.id, { requests_per_hour: 1 });
+    await t.putOnPlan(limited.id, { requests_per_hour: 1 });
     await me(h.request, limited.apiKey);
     assert.equal((await me(h.request, limited.apiKey)).status, 429);
     const usage = await h.request({ method: 'GET', url: '/api/usage', token: limited.apiKey });
@@ -203,7 +182,7 @@ describe('RATE_LIMITS=off', () => {
     try {
       const t = await off.tenant();
       const user = await t.user();
-      await putOnPlan(off, t.id, user.id, { requests_per_hour: 1 });
+      await t.putOnPlan(user.id, { requests_per_hour: 1 });
       for (let i = 0; i < 3; i++) {
         const res = await me(off.request, user.apiKey);
         assert.equal(res.status, 200);
@@ -226,7 +205,7 @@ describe('Redis unavailable', () => {
     try {
       const t = await open.tenant();
       const user = await t.user();
-      await putOnPlan(open, t.id, user.id, { requests_per_hour: 2 });
+      await t.putOnPlan(user.id, { requests_per_hour: 2 });
       assert.equal((await me(open.request, user.apiKey)).status, 200);
       assert.equal((await me(open.request, user.apiKey)).status, 200);
       assert.equal((await me(open.request, user.apiKey)).status, 429, 'the in-memory insurance counts');

@@ -6,9 +6,7 @@ import { actingTenant } from '../../http/tenant.js';
 import { getMe } from '../accounts/accounts.service.js';
 import { budgetOf, presentBudget, releaseReservation, reserveTokens, settleReservation } from './budget.service.js';
 import { Reservation, SettleBody, TenantUsage, TokenBudget, UsageSummary } from './usage.schemas.js';
-import { ownerOfReservation, ownerOfUser, tenantUsage, usageSummary } from './usage.service.js';
-
-const MICROS = 1_000_000;
+import { MICROS, ownerOfReservation, ownerOfUser, tenantUsage, usageSummary } from './usage.service.js';
 
 export function registerUsageRoutes(app: App, deps: Deps): void {
   app.get(

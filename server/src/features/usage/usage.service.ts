@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify';
+import type { UsageRollupTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
 import type { Principal } from '../../http/principal.js';
@@ -62,16 +63,13 @@ export async function ownerOfReservation(deps: Deps, tenantId: string, id: strin
   return ownerOfUser(deps, tenantId, reservation.user_id, reservation.api_key_id);
 }
 
-const MICROS = 1_000_000;
+/** Costs are stored in millionths of a US dollar (integers sum exactly). */
+export const MICROS = 1_000_000;
 
-interface Sums {
-  requests: number;
-  llm_requests: number;
-  errors: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  cost_micros: number;
-}
+type Sums = Pick<
+  UsageRollupTable,
+  'requests' | 'llm_requests' | 'errors' | 'prompt_tokens' | 'completion_tokens' | 'cost_micros'
+>;
 
 function presentSums(row: Sums | undefined) {
   const n = (value: number | string | undefined) => Number(value ?? 0);
