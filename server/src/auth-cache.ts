@@ -18,6 +18,8 @@ export interface AuthCache {
   /** Remembers a resolved principal until `validUntil` (token or key expiry) or the TTL. */
   rememberPrincipal(authorization: string, resolved: ResolvedPrincipal, seenGeneration: number): void;
   generation(): number;
+  /** Drops one entry (a write changed it), and keeps reads already in flight from caching the old value. */
+  forget(kind: CacheKind, key: string): void;
   clear(): void;
 }
 
@@ -27,7 +29,7 @@ export interface ResolvedPrincipal {
   validUntil: number;
 }
 
-export type CacheKind = 'session' | 'api_key' | 'service_key' | 'user' | 'tenant' | 'origins' | 'plan';
+export type CacheKind = 'session' | 'api_key' | 'service_key' | 'user' | 'tenant' | 'origins' | 'plan' | 'budget';
 
 export function createAuthCache(ttlMs: number): AuthCache {
   let generation = 0;
@@ -53,6 +55,10 @@ export function createAuthCache(ttlMs: number): AuthCache {
       if (ttlMs > 0 && seenGeneration === generation) principals.set(authorization, resolved);
     },
     generation: () => generation,
+    forget(kind, key) {
+      generation++;
+      entries.delete(`${kind}:${key}`);
+    },
     clear() {
       generation++;
       entries.clear();

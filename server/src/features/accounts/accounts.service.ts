@@ -168,7 +168,7 @@ export async function getMe(deps: Deps, principal: UserPrincipal) {
 
 /** /me: the user, their plan, and what is left of their token budget (read fresh: it moves). */
 export async function getMeWithUsage(deps: Deps, principal: UserPrincipal) {
-  const [user, budget] = await Promise.all([getMe(deps, principal), budgetOf(deps, principal)]);
+  const [user, budget] = await Promise.all([getMe(deps, principal), budgetOf(deps, principal, { cached: true })]);
   const { plan: _plan, ...usage } = presentBudget(budget);
   return { ...user, usage };
 }

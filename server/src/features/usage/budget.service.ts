@@ -67,10 +67,28 @@ function keyOf(owner: BudgetOwner, period: Period): BudgetKey {
   return { tenantId: owner.tenantId, userId: owner.userId, periodStart: period.start };
 }
 
-/** The owner's budget in the period that contains `at` (now by default). */
-export async function budgetOf(deps: Deps, owner: BudgetOwner, at = deps.clock.now()): Promise<BudgetView> {
-  const period = periodAt(owner.limits.tokenPeriod, at);
-  const row = await findBudget(deps.db.kysely, keyOf(owner, period));
+const cacheKey = (key: BudgetKey) => `${key.tenantId}:${key.userId}:${key.periodStart}`;
+
+/** After a write to a budget commits: this instance shows the new figures at once. */
+function forgetBudget(deps: Deps, key: BudgetKey): void {
+  deps.caches.auth.forget('budget', cacheKey(key));
+}
+
+/**
+ * The owner's budget in the period that contains `at` (now by default). `cached` (for display on
+ * /me and vscode-config) may answer from the auth cache: exact on this instance, within
+ * AUTH_CACHE_TTL of another instance's writes. Enforcement never reads it: reservations and
+ * charges are conditional updates of the row itself.
+ */
+export async function budgetOf(
+  deps: Deps,
+  owner: BudgetOwner,
+  options: { at?: number; cached?: boolean } = {},
+): Promise<BudgetView> {
+  const period = periodAt(owner.limits.tokenPeriod, options.at ?? deps.clock.now());
+  const key = keyOf(owner, period);
+  const load = async () => (await findBudget(deps.db.kysely, key)) ?? { tokens_used: 0, tokens_reserved: 0 };
+  const row = options.cached ? await deps.caches.auth.read('budget', cacheKey(key), load) : await load();
   const used = row?.tokens_used ?? 0;
   const reserved = row?.tokens_reserved ?? 0;
   const limit = owner.limits.tokenBudget;
@@ -114,18 +132,22 @@ async function noteExceeded(trx: Kysely<Database>, deps: Deps, owner: BudgetOwne
   });
 }
 
-/** Frees the budget held by reservations that were never settled or released. */
-async function expireHolds(trx: Kysely<Database>, deps: Deps, holds: { id: string; tenant_id: string }[]) {
+/** Frees the budget held by reservations that were never settled or released; returns the budgets changed. */
+async function expireHolds(
+  trx: Kysely<Database>,
+  deps: Deps,
+  holds: { id: string; tenant_id: string }[],
+): Promise<BudgetKey[]> {
   const now = deps.clock.now();
+  const changed: BudgetKey[] = [];
   for (const hold of holds) {
     const closed = await closeReservation(trx, hold.tenant_id, hold.id, { status: 'expired', charged: null, now });
     if (!closed) continue; // settled, released or expired by someone else meanwhile
-    await addToBudget(
-      trx,
-      { tenantId: hold.tenant_id, userId: closed.user_id, periodStart: closed.period_start },
-      { reserved: -closed.tokens, used: 0, limit: null, now },
-    );
+    const key = { tenantId: hold.tenant_id, userId: closed.user_id, periodStart: closed.period_start };
+    await addToBudget(trx, key, { reserved: -closed.tokens, used: 0, limit: null, now });
+    changed.push(key);
   }
+  return changed;
 }
 
 function assertTokens(tokens: number, what: string) {
@@ -173,7 +195,8 @@ export async function reserveTokens(
     await insertReservation(trx, reservation);
     return true;
   });
-  const budget = await budgetOf(deps, owner, now);
+  forgetBudget(deps, keyOf(owner, period));
+  const budget = await budgetOf(deps, owner, { at: now });
   if (!granted) throw quotaExceeded(budget, tokens, now);
   return { reservation, budget };
 }
@@ -232,7 +255,7 @@ export async function settleReservation(deps: Deps, owner: BudgetOwner, id: stri
   const charged = usage.promptTokens + usage.completionTokens;
   assertTokens(charged, 'prompt_tokens + completion_tokens');
   const now = deps.clock.now();
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  const key = await deps.db.kysely.transaction().execute(async (trx) => {
     const existing = await findReservation(trx, owner.tenantId, id);
     if (!existing || existing.user_id !== owner.userId) throw notFound('Reservation');
     const key = { tenantId: owner.tenantId, userId: owner.userId, periodStart: existing.period_start };
@@ -248,14 +271,16 @@ export async function settleReservation(deps: Deps, owner: BudgetOwner, id: stri
     }
     await recordUsageOn(trx, deps, owner, usage);
     await checkExhausted(trx, deps, owner, key);
+    return key;
   });
-  return budgetOf(deps, owner, now);
+  forgetBudget(deps, key);
+  return budgetOf(deps, owner, { at: now });
 }
 
 /** Frees all of a held reservation (the call was never made). */
 export async function releaseReservation(deps: Deps, owner: BudgetOwner, id: string) {
   const now = deps.clock.now();
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  const key = await deps.db.kysely.transaction().execute(async (trx) => {
     const existing = await findReservation(trx, owner.tenantId, id);
     if (!existing || existing.user_id !== owner.userId) throw notFound('Reservation');
     const closed = await closeReservation(trx, owner.tenantId, id, { status: 'released', charged: null, now });
@@ -264,13 +289,12 @@ export async function releaseReservation(deps: Deps, owner: BudgetOwner, id: str
         details: { status: existing.status },
       });
     }
-    await addToBudget(
-      trx,
-      { tenantId: owner.tenantId, userId: owner.userId, periodStart: existing.period_start },
-      { reserved: -closed.tokens, used: 0, limit: null, now },
-    );
+    const key = { tenantId: owner.tenantId, userId: owner.userId, periodStart: existing.period_start };
+    await addToBudget(trx, key, { reserved: -closed.tokens, used: 0, limit: null, now });
+    return key;
   });
-  return budgetOf(deps, owner, now);
+  forgetBudget(deps, key);
+  return budgetOf(deps, owner, { at: now });
 }
 
 /**
@@ -298,14 +322,16 @@ export async function chargeTokens(
     await checkExhausted(trx, deps, owner, key);
     return true;
   });
-  return { charged, budget: await budgetOf(deps, owner, now) };
+  forgetBudget(deps, key);
+  return { charged, budget: await budgetOf(deps, owner, { at: now }) };
 }
 
 /** The sweeper: expires unsettled reservations of everyone, a batch at a time. */
 export async function expireReservations(deps: Deps): Promise<number> {
   const holds = await findExpiredHolds(deps.db.kysely, deps.clock.now(), { limit: 500 });
   for (const hold of holds) {
-    await deps.db.kysely.transaction().execute((trx) => expireHolds(trx, deps, [hold]));
+    const changed = await deps.db.kysely.transaction().execute((trx) => expireHolds(trx, deps, [hold]));
+    for (const key of changed) forgetBudget(deps, key);
   }
   return holds.length;
 }

@@ -45,7 +45,7 @@ export function registerUsageRoutes(app: App, deps: Deps): void {
     },
     async (request) => {
       const principal = userOf(request);
-      const [me, budget] = await Promise.all([getMe(deps, principal), budgetOf(deps, principal)]);
+      const [me, budget] = await Promise.all([getMe(deps, principal), budgetOf(deps, principal, { cached: true })]);
       const { plan, ...tokens } = presentBudget(budget);
       return {
         api_endpoint: deps.config.publicUrl,
