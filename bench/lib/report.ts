@@ -1,14 +1,56 @@
 import type { BoundResult } from '../argon2-bound.js';
 import type { LoadResult } from '../load.js';
 import type { OverloadResult } from '../overload.js';
+import type { SequentialResult } from '../sequential.js';
 import { num, table, verdict } from './table.js';
 
 export interface Scenario extends LoadResult {
   name: string;
   /** req/s over the bare route's mean (throughput) or over the argon2 bound (login). */
   ratio: number;
+  /** '' for a reference row without a target of its own (met is then null). */
   target: string;
+  met: boolean | null;
+}
+
+/** A part of the bench that needs a store which may not be there, or that broke: never a number then. */
+export interface NotMeasured {
+  status: 'skipped' | 'failed';
+  reason: string;
+}
+
+/** GET /api/auth/me with the API key of a user whose plan limits are counted vs one on a plan without limits. */
+export interface LimitsComparison {
+  counters: string;
+  /** rps(limited) / rps(unlimited) must reach this. */
+  target: number;
+  outcome:
+    | { status: 'measured'; limited: LoadResult; unlimited: LoadResult; ratio: number; met: boolean }
+    | NotMeasured;
+}
+
+export interface UsageLatency extends SequentialResult {
+  name: string;
+  /** totals.llm_requests of the answer checked before measuring: must be the fixture's event count. */
+  llmRequests: number;
   met: boolean;
+}
+
+export interface UsageSummaryBench {
+  targetP99Ms: number;
+  warmup: number;
+  count: number;
+  outcome:
+    | {
+        status: 'measured';
+        database: string;
+        events: number;
+        rollupRows: number;
+        tokensUsed: number;
+        fixtureSeconds: { events: number; rollups: number; analyze: number };
+        requests: UsageLatency[];
+      }
+    | NotMeasured;
 }
 
 export interface Results {
@@ -26,6 +68,8 @@ export interface Results {
     idleSeconds: number;
     argon2: { memoryCost: number; timeCost: number; parallelism: number };
     server: string;
+    redisUrl: string;
+    databaseUrl: string;
   };
   bare: { meanRps: number; meanP50: number; meanP99: number; runs: LoadResult[] };
   /** Compared with the bare route. */
@@ -48,9 +92,15 @@ export interface Results {
     bareIdleMiB: number | null;
     afterLoadMiB: number | null;
   };
+  /** In memory (the SQLite Gatehouse, same run as the rows above), then in Redis (a Gatehouse of its own). */
+  limits: LimitsComparison[];
+  /** GET /api/usage and GET /api/admin/usage over a month of usage, Gatehouse on PostgreSQL. */
+  usage: UsageSummaryBench;
   /** GET /readyz (pings the database, 3 s deadline) after each Gatehouse scenario. */
   readyz: { after: string; status: string }[];
   gatehouseStop: 'exited' | 'killed';
+  /** The Gatehouses on Redis and PostgreSQL, stopped after their scenarios. */
+  otherStops: { gatehouse: string; how: 'exited' | 'killed' }[];
 }
 
 export function formatReport(r: Results): string {
@@ -69,7 +119,7 @@ export function formatReport(r: Results): string {
     num(x.p99),
     `${num(x.ratio, 2)}x`,
     x.target,
-    x.ok === 0 ? 'FAIL (no 2xx)' : verdict(x.met),
+    x.ok === 0 ? 'FAIL (no 2xx)' : x.target === '' ? '' : verdict(x.met),
   ];
   out.push(
     table(
@@ -131,6 +181,67 @@ export function formatReport(r: Results): string {
     '',
   );
 
+  out.push(
+    'Rate limits: GET /api/auth/me with the API key of a user on plan `bench` (hourly request limit 10^12: counted on',
+    'every request, never reached) vs one on plan `unlimited` (nothing counted); same load settings as above.',
+    table(
+      ['counters', 'limited req/s', 'p99 ms', 'unlimited req/s', 'p99 ms', 'limits on / off', 'target', 'result'],
+      r.limits.map((c) => {
+        const o = c.outcome;
+        const target = `>= ${c.target}x`;
+        if (o.status !== 'measured') return [c.counters, '-', '', '-', '', '-', target, o.status.toUpperCase()];
+        const noAnswers = o.limited.ok === 0 || o.unlimited.ok === 0;
+        return [
+          c.counters,
+          num(o.limited.rps),
+          num(o.limited.p99),
+          num(o.unlimited.rps),
+          num(o.unlimited.p99),
+          `${num(o.ratio, 2)}x`,
+          target,
+          noAnswers ? 'FAIL (no 2xx)' : verdict(o.met),
+        ];
+      }),
+    ),
+    ...r.limits.flatMap((c) =>
+      c.outcome.status === 'measured' ? [] : [`${c.counters} ${c.outcome.status}: ${c.outcome.reason}`],
+    ),
+    '',
+  );
+
+  const u = r.usage;
+  const uo = u.outcome;
+  out.push(
+    uo.status === 'measured'
+      ? `Usage summary: Gatehouse on PostgreSQL (database ${uo.database}, dropped after), ${num(uo.events)} LLM usage events of one user ` +
+          `this month, written by SQL mirroring addToRollups (${num(uo.rollupRows)} rollup rows; not through the API); ` +
+          `one request at a time, ${u.warmup} warmup + ${u.count} measured`
+      : `Usage summary (Gatehouse on PostgreSQL at ${s.databaseUrl}, a month of usage events): ${uo.status}: ${uo.reason}`,
+    table(
+      ['request', 'p50 ms', 'p99 ms', 'max ms', 'totals.llm_requests', 'target', 'result'],
+      uo.status === 'measured'
+        ? uo.requests.map((x) => [
+            x.name,
+            num(x.p50, 1),
+            num(x.p99, 1),
+            num(x.max, 1),
+            num(x.llmRequests),
+            `p99 < ${u.targetP99Ms} ms`,
+            verdict(x.met),
+          ])
+        : ['GET /api/usage', 'GET /api/admin/usage'].map((name) => [
+            name,
+            '-',
+            '-',
+            '-',
+            '-',
+            `p99 < ${u.targetP99Ms} ms`,
+            uo.status.toUpperCase(),
+          ]),
+    ),
+    '',
+  );
+
   const m = r.rss;
   out.push(
     table(
@@ -154,7 +265,19 @@ export function formatReport(r: Results): string {
   const notes = [
     `bare runs, req/s: ${r.bare.runs.map((b) => num(b.rps)).join(', ')}`,
     `argon2id bound runs, verifies/s: ${r.argon2Bound.runs.map((b) => num(b.verifiesPerSecond, 1)).join(', ')}`,
-    ...[...r.bare.runs.map((b, i) => ({ ...b, name: `bare #${i + 1}` })), ...r.throughput, r.login]
+    ...[
+      ...r.bare.runs.map((b, i) => ({ ...b, name: `bare #${i + 1}` })),
+      ...r.throughput,
+      r.login,
+      ...r.limits.flatMap((c) =>
+        c.outcome.status === 'measured' && c.counters.startsWith('Redis')
+          ? [
+              { ...c.outcome.limited, name: `${c.counters}, limited` },
+              { ...c.outcome.unlimited, name: `${c.counters}, unlimited` },
+            ]
+          : [],
+      ),
+    ]
       .filter((x) => x.ok === 0 || x.non2xx + x.errors + x.timeouts > 0 || x.sent > x.ok + x.non2xx + x.connections)
       .map(
         (x) =>
@@ -167,6 +290,18 @@ export function formatReport(r: Results): string {
       .filter((p) => p.status !== '200')
       .map((p) => `GET /readyz after ${p.after}: ${p.status} (the database stopped answering)`),
     ...(r.gatehouseStop === 'killed' ? ['Gatehouse did not exit within 5 s of SIGTERM; it was killed'] : []),
+    ...r.otherStops
+      .filter((x) => x.how === 'killed')
+      .map((x) => `Gatehouse (${x.gatehouse}) did not exit within 5 s of SIGTERM; it was killed`),
+    ...(uo.status === 'measured'
+      ? [
+          `usage fixture: ${num(uo.events)} events in ${num(uo.fixtureSeconds.events, 1)} s, rollups and budget in ` +
+            `${num(uo.fixtureSeconds.rollups, 1)} s, ANALYZE ${num(uo.fixtureSeconds.analyze, 1)} s; tokens used this month ${num(uo.tokensUsed)}`,
+          ...uo.requests
+            .filter((x) => Object.keys(x.statusCodes).some((code) => code !== '200'))
+            .map((x) => `${x.name}: statuses ${JSON.stringify(x.statusCodes)}`),
+        ]
+      : []),
   ];
   out.push('Notes:', ...notes.map((n) => `  - ${n}`), '', 'Results also in .bench/results.json.');
   return out.join('\n');
