@@ -13,6 +13,8 @@ import type { Principal } from './http/principal.js';
  */
 export interface AuthCache {
   read<T extends object>(kind: CacheKind, key: string, load: () => Promise<T | undefined>): Promise<T | undefined>;
+  /** The cached value, if any, without loading (for synchronous fast paths). */
+  peek<T extends object>(kind: CacheKind, key: string): T | undefined;
   /** The principal cached for this exact Authorization header, if still valid at `now`. */
   principal(authorization: string, now: number): Principal | undefined;
   /** Remembers a resolved principal until `validUntil` (token or key expiry) or the TTL. */
@@ -29,7 +31,7 @@ export interface ResolvedPrincipal {
   validUntil: number;
 }
 
-export type CacheKind = 'session' | 'api_key' | 'service_key' | 'user' | 'tenant' | 'origins' | 'plan' | 'budget';
+export type CacheKind = 'session' | 'api_key' | 'service_key' | 'me' | 'tenant' | 'origins' | 'plan';
 
 export function createAuthCache(ttlMs: number): AuthCache {
   let generation = 0;
@@ -46,6 +48,9 @@ export function createAuthCache(ttlMs: number): AuthCache {
       const value = await load();
       if (value !== undefined && seen === generation) entries.set(cacheKey, value);
       return value;
+    },
+    peek<T extends object>(kind: CacheKind, key: string) {
+      return entries.get(`${kind}:${key}`) as T | undefined;
     },
     principal(authorization, now) {
       const hit = principals.get(authorization);

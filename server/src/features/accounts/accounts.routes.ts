@@ -14,7 +14,7 @@ import {
   UpdateMeBody,
   User,
 } from './accounts.schemas.js';
-import { changePassword, getMeWithUsage, login, register, updateMe } from './accounts.service.js';
+import { changePassword, getMe, login, register, updateMe } from './accounts.service.js';
 
 export function registerAccountRoutes(app: App, deps: Deps): void {
   const tags = ['accounts'];
@@ -69,7 +69,7 @@ export function registerAccountRoutes(app: App, deps: Deps): void {
         response: { 200: Me, ...errors(401) },
       },
     },
-    (request) => getMeWithUsage(deps, userOf(request)),
+    (request) => getMe(deps, userOf(request)),
   );
 
   app.patch(

@@ -156,21 +156,35 @@ export async function requireUser(deps: Deps, tenantId: string, userId: string):
   return user;
 }
 
-export async function getMe(deps: Deps, principal: UserPrincipal) {
-  // Cached in its presented form: /me is the hottest authenticated read.
-  const user = await deps.caches.auth.read('user', `${principal.tenantId}:${principal.userId}`, async () => {
-    const row = await findUser(deps.db.kysely, principal.tenantId, principal.userId);
-    return row && { ...presentUser(row), plan: await planOfUser(deps, principal.tenantId, row) };
-  });
-  if (!user) throw new AppError('not_found', 'User not found');
-  return user;
+/** What GET /api/auth/me answers: the user, their plan, and their token budget now. */
+export interface MeView extends ReturnType<typeof presentUser> {
+  plan: Awaited<ReturnType<typeof planOfUser>>;
+  usage: Omit<ReturnType<typeof presentBudget>, 'plan'>;
 }
 
-/** /me: the user, their plan, and what is left of their token budget (read fresh: it moves). */
-export async function getMeWithUsage(deps: Deps, principal: UserPrincipal) {
-  const [user, budget] = await Promise.all([getMe(deps, principal), budgetOf(deps, principal, { cached: true })]);
-  const { plan: _plan, ...usage } = presentBudget(budget);
-  return { ...user, usage };
+/**
+ * /me, the hottest authenticated read: served whole from the auth cache (no promise) until
+ * the user, their plan or their budget changes on this instance (which forgets it), the TTL
+ * passes, or the budget period ends.
+ */
+export function getMe(deps: Deps, principal: UserPrincipal): MeView | Promise<MeView> {
+  const key = `${principal.tenantId}:${principal.userId}`;
+  const hit = deps.caches.auth.peek<{ body: MeView; until: number }>('me', key);
+  if (hit && hit.until > deps.clock.now()) return hit.body;
+  if (hit) deps.caches.auth.forget('me', key);
+  return loadMe(deps, principal, key);
+}
+
+async function loadMe(deps: Deps, principal: UserPrincipal, key: string): Promise<MeView> {
+  const me = await deps.caches.auth.read('me', key, async () => {
+    const row = await findUser(deps.db.kysely, principal.tenantId, principal.userId);
+    if (!row) return undefined;
+    const [plan, budget] = await Promise.all([planOfUser(deps, principal.tenantId, row), budgetOf(deps, principal)]);
+    const { plan: _name, ...usage } = presentBudget(budget);
+    return { body: { ...presentUser(row), plan, usage }, until: budget.period.end };
+  });
+  if (!me) throw new AppError('not_found', 'User not found');
+  return me.body;
 }
 
 export async function updateMe(

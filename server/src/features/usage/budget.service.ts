@@ -67,28 +67,15 @@ function keyOf(owner: BudgetOwner, period: Period): BudgetKey {
   return { tenantId: owner.tenantId, userId: owner.userId, periodStart: period.start };
 }
 
-const cacheKey = (key: BudgetKey) => `${key.tenantId}:${key.userId}:${key.periodStart}`;
-
-/** After a write to a budget commits: this instance shows the new figures at once. */
+/** After a write to a budget commits: this instance's /me shows the new figures at once. */
 function forgetBudget(deps: Deps, key: BudgetKey): void {
-  deps.caches.auth.forget('budget', cacheKey(key));
+  deps.caches.auth.forget('me', `${key.tenantId}:${key.userId}`);
 }
 
-/**
- * The owner's budget in the period that contains `at` (now by default). `cached` (for display on
- * /me and vscode-config) may answer from the auth cache: exact on this instance, within
- * AUTH_CACHE_TTL of another instance's writes. Enforcement never reads it: reservations and
- * charges are conditional updates of the row itself.
- */
-export async function budgetOf(
-  deps: Deps,
-  owner: BudgetOwner,
-  options: { at?: number; cached?: boolean } = {},
-): Promise<BudgetView> {
-  const period = periodAt(owner.limits.tokenPeriod, options.at ?? deps.clock.now());
-  const key = keyOf(owner, period);
-  const load = async () => (await findBudget(deps.db.kysely, key)) ?? { tokens_used: 0, tokens_reserved: 0 };
-  const row = options.cached ? await deps.caches.auth.read('budget', cacheKey(key), load) : await load();
+/** The owner's budget in the period that contains `at` (now by default), read from its row. */
+export async function budgetOf(deps: Deps, owner: BudgetOwner, at = deps.clock.now()): Promise<BudgetView> {
+  const period = periodAt(owner.limits.tokenPeriod, at);
+  const row = await findBudget(deps.db.kysely, keyOf(owner, period));
   const used = row?.tokens_used ?? 0;
   const reserved = row?.tokens_reserved ?? 0;
   const limit = owner.limits.tokenBudget;
@@ -196,7 +183,7 @@ export async function reserveTokens(
     return true;
   });
   forgetBudget(deps, keyOf(owner, period));
-  const budget = await budgetOf(deps, owner, { at: now });
+  const budget = await budgetOf(deps, owner, now);
   if (!granted) throw quotaExceeded(budget, tokens, now);
   return { reservation, budget };
 }
@@ -274,7 +261,7 @@ export async function settleReservation(deps: Deps, owner: BudgetOwner, id: stri
     return key;
   });
   forgetBudget(deps, key);
-  return budgetOf(deps, owner, { at: now });
+  return budgetOf(deps, owner, now);
 }
 
 /** Frees all of a held reservation (the call was never made). */
@@ -294,7 +281,7 @@ export async function releaseReservation(deps: Deps, owner: BudgetOwner, id: str
     return key;
   });
   forgetBudget(deps, key);
-  return budgetOf(deps, owner, { at: now });
+  return budgetOf(deps, owner, now);
 }
 
 /**
@@ -323,7 +310,7 @@ export async function chargeTokens(
     return true;
   });
   forgetBudget(deps, key);
-  return { charged, budget: await budgetOf(deps, owner, { at: now }) };
+  return { charged, budget: await budgetOf(deps, owner, now) };
 }
 
 /** The sweeper: expires unsettled reservations of everyone, a batch at a time. */

@@ -53,27 +53,27 @@ function limiterFor(deps: Deps, windowSeconds: number): RateLimiterAbstract {
  * Counts `cost` against each limit (fixed windows that start at the first hit) and reports them all.
  * A hit over the limit still counts, so a client hammering a closed window does not reopen it early.
  */
-export async function hitLimits(deps: Deps, specs: LimitSpec[]): Promise<LimitState[]> {
-  try {
-    return await Promise.all(
-      specs.map(async (spec) => {
-        const res = await limiterFor(deps, spec.windowSeconds).consume(spec.subject, spec.cost ?? 1);
-        return {
-          name: spec.name,
-          limit: spec.limit,
-          remaining: Math.max(0, spec.limit - res.consumedPoints),
-          resetAt: deps.clock.now() + res.msBeforeNext,
-          exceeded: res.consumedPoints > spec.limit,
-        };
-      }),
-    );
-  } catch (error) {
-    // Only a store failure gets here (the limiter never refuses): fail-closed mode (or a broken store).
+export function hitLimits(deps: Deps, specs: LimitSpec[]): Promise<LimitState[]> {
+  const hits = specs.map((spec) =>
+    limiterFor(deps, spec.windowSeconds)
+      .consume(spec.subject, spec.cost ?? 1)
+      .then((res) => ({
+        name: spec.name,
+        limit: spec.limit,
+        remaining: Math.max(0, spec.limit - res.consumedPoints),
+        resetAt: deps.clock.now() + res.msBeforeNext,
+        exceeded: res.consumedPoints > spec.limit,
+      })),
+  );
+  // One limit is the common case (a plan, no key limit): no Promise.all for it.
+  const all = hits.length === 1 ? hits[0].then((state) => [state]) : Promise.all(hits);
+  return all.catch((error: unknown) => {
+    // Only a store failure gets here (the limiter never refuses): fail-closed mode, or a broken store.
     throw new AppError('limits_unavailable', 'Rate limiting is unavailable; retry shortly', {
       headers: { 'retry-after': '5' },
       cause: error,
     });
-  }
+  });
 }
 
 /** Reads the counts without counting (for GET /api/usage). */

@@ -4,7 +4,7 @@ import { userOf } from '../../http/authenticate.js';
 import { type App, errors, IdParams } from '../../http/schemas.js';
 import { actingTenant } from '../../http/tenant.js';
 import { getMe } from '../accounts/accounts.service.js';
-import { budgetOf, presentBudget, releaseReservation, reserveTokens, settleReservation } from './budget.service.js';
+import { presentBudget, releaseReservation, reserveTokens, settleReservation } from './budget.service.js';
 import { Reservation, SettleBody, TenantUsage, TokenBudget, UsageSummary } from './usage.schemas.js';
 import { MICROS, ownerOfReservation, ownerOfUser, tenantUsage, usageSummary } from './usage.service.js';
 
@@ -45,12 +45,11 @@ export function registerUsageRoutes(app: App, deps: Deps): void {
     },
     async (request) => {
       const principal = userOf(request);
-      const [me, budget] = await Promise.all([getMe(deps, principal), budgetOf(deps, principal, { cached: true })]);
-      const { plan, ...tokens } = presentBudget(budget);
+      const me = await getMe(deps, principal);
       return {
         api_endpoint: deps.config.publicUrl,
         llm_base_url: `${deps.config.publicUrl}/api/llm/v1`,
-        user: { id: me.id, email: me.email, subscription: plan, ...tokens },
+        user: { id: me.id, email: me.email, subscription: me.plan.name, ...me.usage },
       };
     },
   );

@@ -80,7 +80,10 @@ describe('GET /api/usage', () => {
   it('/me and vscode-config show seed 001’s tokens_used, tokens_remaining and monthly_limit; never a provider key', async () => {
     const t = await tenantWithBackend();
     const user = await t.user();
+    const fresh = (await h.request({ method: 'GET', url: '/api/auth/me', token: user.accessToken })).body;
+    assert.equal(fresh.usage.tokens_used, 0);
     await llmCall(t, user, { prompt_tokens: 700, completion_tokens: 300 });
+    // /me is served from a cache; the settlement on this instance must show at once.
     const me = (await h.request({ method: 'GET', url: '/api/auth/me', token: user.accessToken })).body;
     assert.equal(me.plan.name, 'free');
     assert.deepEqual([me.usage.tokens_used, me.usage.tokens_remaining, me.usage.monthly_limit], [1_000, 9_000, 10_000]);
