@@ -99,9 +99,7 @@ export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
       return done(new AppError('forbidden', 'This credential may not call this endpoint'));
     request.principal = principal;
     if (request.routeOptions.config.metered === false) return done();
-    const metering = meterRequest(deps, reply, principal);
-    if (!metering) return done();
-    metering.then(() => done(), done);
+    meterRequest(deps, reply, principal, done);
   };
   // Callback style: public routes and credentials seen moments ago cost no promise.
   app.addHook('onRequest', (request, reply, done) => {

@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify';
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import type { BudgetOwner } from './budget.service.js';
@@ -54,25 +54,27 @@ function limiterFor(deps: Deps, windowSeconds: number): RateLimiterAbstract {
  * A hit over the limit still counts, so a client hammering a closed window does not reopen it early.
  */
 export function hitLimits(deps: Deps, specs: LimitSpec[]): Promise<LimitState[]> {
-  const hits = specs.map((spec) =>
-    limiterFor(deps, spec.windowSeconds)
-      .consume(spec.subject, spec.cost ?? 1)
-      .then((res) => ({
-        name: spec.name,
-        limit: spec.limit,
-        remaining: Math.max(0, spec.limit - res.consumedPoints),
-        resetAt: deps.clock.now() + res.msBeforeNext,
-        exceeded: res.consumedPoints > spec.limit,
-      })),
-  );
-  // One limit is the common case (a plan, no key limit): no Promise.all for it.
-  const all = hits.length === 1 ? hits[0].then((state) => [state]) : Promise.all(hits);
-  return all.catch((error: unknown) => {
-    // Only a store failure gets here (the limiter never refuses): fail-closed mode, or a broken store.
-    throw new AppError('limits_unavailable', 'Rate limiting is unavailable; retry shortly', {
-      headers: { 'retry-after': '5' },
-      cause: error,
-    });
+  const stateOf = (spec: LimitSpec, res: RateLimiterRes): LimitState => ({
+    name: spec.name,
+    limit: spec.limit,
+    remaining: Math.max(0, spec.limit - res.consumedPoints),
+    resetAt: deps.clock.now() + res.msBeforeNext,
+    exceeded: res.consumedPoints > spec.limit,
+  });
+  const consume = (spec: LimitSpec) => limiterFor(deps, spec.windowSeconds).consume(spec.subject, spec.cost ?? 1);
+  // One limit is the common case (a plan, no key limit): one promise, no Promise.all.
+  const counted =
+    specs.length === 1
+      ? consume(specs[0]).then((res) => [stateOf(specs[0], res)], storeFailure)
+      : Promise.all(specs.map((spec) => consume(spec).then((res) => stateOf(spec, res)))).catch(storeFailure);
+  return counted;
+}
+
+/** Only a store failure gets here (the limiter never refuses): fail-closed mode, or a broken store. */
+function storeFailure(error: unknown): never {
+  throw new AppError('limits_unavailable', 'Rate limiting is unavailable; retry shortly', {
+    headers: { 'retry-after': '5' },
+    cause: error,
   });
 }
 

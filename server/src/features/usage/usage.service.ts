@@ -13,24 +13,32 @@ import { addToRollups, groupRollups, totalRollups } from './usage.repo.js';
 
 /**
  * Counts an authenticated request: in the usage rollups (buffered) and against the caller's
- * hourly request limits (the plan's per user, the key's own per key). Returns a promise only
- * when a limit has to be counted, so unlimited callers cost no promise. Operators and service
+ * hourly request limits (the plan's per user, the key's own per key), then calls `done` (with the
+ * 429 when over). Callback style, so unlimited callers cost no promise. Operators and service
  * keys are not on plans and are never limited; limits off (RATE_LIMITS=off) limits no one.
  */
-export function meterRequest(deps: Deps, reply: FastifyReply, principal: Principal): Promise<void> | undefined {
-  if (principal.kind !== 'user') return undefined;
-  const count = () =>
-    deps.requestCounts.add(principal.tenantId, principal.userId, principal.apiKeyId, deps.clock.now());
+export function meterRequest(
+  deps: Deps,
+  reply: FastifyReply,
+  principal: Principal,
+  done: (error?: Error) => void,
+): void {
+  if (principal.kind !== 'user') return done();
   const specs =
     deps.config.limits.enabled && principal.role !== 'operator' ? requestLimitSpecs(principal, 'requests') : [];
   if (specs.length === 0) {
-    count();
-    return undefined;
+    deps.requestCounts.add(principal.tenantId, principal.userId, principal.apiKeyId, deps.clock.now());
+    return done();
   }
-  return hitLimits(deps, specs).then((states) => {
-    applyLimitStates(deps, reply, states); // throws the 429
-    count();
-  });
+  hitLimits(deps, specs).then((states) => {
+    try {
+      applyLimitStates(deps, reply, states);
+    } catch (error) {
+      return done(error as Error); // the 429; a refused request is not counted as usage
+    }
+    deps.requestCounts.add(principal.tenantId, principal.userId, principal.apiKeyId, deps.clock.now());
+    done();
+  }, done);
 }
 
 /** Writes the buffered request counts into the rollups; what fails is kept for the next try. */
