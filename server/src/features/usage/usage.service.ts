@@ -105,7 +105,13 @@ export async function usageSummary(deps: Deps, owner: BudgetOwner) {
   await flushRequestCounts(deps);
   const budget = await budgetOf(deps, owner);
   const { period } = budget;
-  const query = { tenantId: owner.tenantId, userId: owner.userId, granularity: 'day' as const, ...range(period) };
+  const query = {
+    tenantId: owner.tenantId,
+    userId: owner.userId,
+    granularity: 'day' as const,
+    from: period.start,
+    to: period.end,
+  };
   const [totals, days, requestStates, llmStates] = await Promise.all([
     totalRollups(deps.db.kysely, query),
     groupRollups(deps.db.kysely, query, 'bucket_start', 62),
@@ -126,8 +132,6 @@ export async function usageSummary(deps: Deps, owner: BudgetOwner) {
     daily: days.map((row) => ({ date: new Date(Number(row.key)).toISOString().slice(0, 10), ...presentSums(row) })),
   };
 }
-
-const range = (period: { start: number; end: number }) => ({ from: period.start, to: period.end });
 
 const MAX_BUCKETS = { hour: 24 * 62, day: 366 * 2 };
 
