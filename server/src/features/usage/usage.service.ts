@@ -23,20 +23,27 @@ export function meterRequest(
   principal: Principal,
   done: (error?: Error) => void,
 ): void {
-  if (principal.kind !== 'user') return done();
+  if (principal.kind !== 'user') {
+    done();
+    return;
+  }
   const specs =
     deps.config.limits.enabled && principal.role !== 'operator' ? requestLimitSpecs(principal, 'requests') : [];
-  if (specs.length === 0) {
+  const count = () =>
     deps.requestCounts.add(principal.tenantId, principal.userId, principal.apiKeyId, deps.clock.now());
-    return done();
+  if (specs.length === 0) {
+    count();
+    done();
+    return;
   }
   hitLimits(deps, specs).then((states) => {
     try {
       applyLimitStates(deps, reply, states);
     } catch (error) {
-      return done(error as Error); // the 429; a refused request is not counted as usage
+      done(error as Error); // the 429; a refused request is not counted as usage
+      return;
     }
-    deps.requestCounts.add(principal.tenantId, principal.userId, principal.apiKeyId, deps.clock.now());
+    count();
     done();
   }, done);
 }
