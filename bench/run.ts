@@ -1,14 +1,14 @@
 // `npm run bench`: starts Gatehouse (production mode, SQLite) and a bare Fastify route, loads
 // both from separate client processes on 127.0.0.1, and prints measured numbers next to the
 // targets. Then, when they answer, a Gatehouse with its rate-limit counters in Redis and one on
-// PostgreSQL (usage summary over a month of usage). It never asserts: PASS/FAIL only says whether
-// a number met its target in this run.
+// PostgreSQL (usage summary over a month of usage), in lib/store-scenarios.ts. It never asserts:
+// PASS/FAIL only says whether a number met its target in this run.
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BoundResult, BoundSpec } from './argon2-bound.js';
-import { createFixtures, type Gatehouse, type StoreEnv, startGatehouse } from './lib/gatehouse.js';
+import { createFixtures, startGatehouse } from './lib/gatehouse.js';
 import {
   childPids,
   freePort,
@@ -20,26 +20,19 @@ import {
   stopChild,
   waitForOk,
 } from './lib/procs.js';
+import { formatReport, type Results, type Scenario } from './lib/report.js';
 import {
-  formatReport,
-  type LimitsComparison,
-  type Results,
-  type Scenario,
-  type UsageLatency,
-  type UsageSummaryBench,
-} from './lib/report.js';
-import { postgresReachable, redisReachable, shown } from './lib/stores.js';
-import {
-  type BenchDatabase,
-  createBenchDatabase,
-  dropBenchDatabase,
-  dropBenchDatabaseSync,
-  fillUsage,
-  nameBenchDatabase,
-} from './lib/usage-db.js';
+  compareLimits,
+  LIMITED,
+  limitsOnRedis,
+  type StoreContext,
+  UNLIMITED,
+  usageOnPostgres,
+} from './lib/store-scenarios.js';
+import { shown } from './lib/stores.js';
+import { type BenchDatabase, dropBenchDatabaseSync } from './lib/usage-db.js';
 import type { LoadResult, LoadSpec } from './load.js';
 import type { OverloadResult, OverloadSpec } from './overload.js';
-import type { SequentialResult, SequentialSpec } from './sequential.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = join(root, '.bench');
@@ -72,11 +65,11 @@ const TARGET = {
   limitsRedis: 0.6,
   usageP99Ms: 50,
 };
-// Optional stores: used when they answer (2 s to connect and answer), skipped with the reason otherwise.
+// Optional stores (lib/store-scenarios.ts): used when they answer (2 s to connect and answer),
+// skipped with the reason otherwise.
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PG_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-// A month of usage of one busy user; the usage summary reads it one request at a time.
-const USAGE_EVENTS = 1_000_000;
+// The usage summary reads its month of usage one request at a time.
 const USAGE_WARMUP = 20;
 const USAGE_REQUESTS = 200;
 
@@ -254,8 +247,27 @@ async function measure(): Promise<Results> {
 
   // One Gatehouse at a time: the next starts only once the one before has stopped.
   const otherStops: Results['otherStops'] = [];
-  const limitsRedis = await limitsOnRedis(readyz, otherStops);
-  const usage = await usageOnPostgres(readyz, otherStops);
+  const stores: StoreContext = {
+    root,
+    outDir,
+    say,
+    load,
+    newDataDir,
+    trackDatabase: (db) => {
+      benchDb = db;
+    },
+    connections: CONNECTIONS,
+    requestTimeoutMs: REQUEST_TIMEOUT_MS,
+    readyz,
+    stops: otherStops,
+  };
+  const limitsRedis = await limitsOnRedis(stores, { url: REDIS_URL, target: TARGET.limitsRedis });
+  const usage = await usageOnPostgres(stores, {
+    url: PG_URL,
+    targetP99Ms: TARGET.usageP99Ms,
+    warmup: USAGE_WARMUP,
+    count: USAGE_REQUESTS,
+  });
 
   return {
     date,
@@ -313,76 +325,6 @@ async function measure(): Promise<Results> {
   };
 }
 
-const LIMITED = 'GET /api/auth/me, API key, limited plan';
-const UNLIMITED = 'GET /api/auth/me, API key, unlimited plan';
-
-function compareLimits(limited: LoadResult, unlimited: LoadResult, target: number): LimitsComparison['outcome'] {
-  const ratio = limited.rps / unlimited.rps;
-  return { status: 'measured', limited, unlimited, ratio, met: ratio >= target };
-}
-
-const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
-
-/** A part that broke is reported as such (and the exit code says so); the rest of the bench still reports. */
-function failed(what: string, error: unknown): { status: 'failed'; reason: string } {
-  say(`${what} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-  process.exitCode = 1;
-  return { status: 'failed', reason: message(error).split('\n')[0] };
-}
-
-/** Starts a Gatehouse of its own (own data directory and log), runs `work`, stops it whatever happens. */
-async function withGatehouse<T>(
-  label: string,
-  stores: StoreEnv,
-  stops: Results['otherStops'],
-  work: (gatehouse: Gatehouse) => Promise<T>,
-): Promise<T> {
-  const log = createWriteStream(join(outDir, `server-${label}.log`));
-  try {
-    const gatehouse = await startGatehouse(root, newDataDir(), log, stores);
-    try {
-      return await work(gatehouse);
-    } finally {
-      stops.push({ gatehouse: label, how: await stopChild(gatehouse.child) });
-    }
-  } finally {
-    log.end();
-  }
-}
-
-/** The /me comparison again with the counters in Redis: every counted request is a round trip to it. */
-async function limitsOnRedis(
-  readyz: Results['readyz'],
-  stops: Results['otherStops'],
-): Promise<LimitsComparison['outcome']> {
-  const reachable = await redisReachable(REDIS_URL);
-  if (!reachable.ok) {
-    say(`Redis: not reachable at ${shown(REDIS_URL)} (${reachable.reason}), skipped`);
-    return { status: 'skipped', reason: `not reachable: ${reachable.reason}` };
-  }
-  say(`Redis: a Gatehouse with REDIS_URL=${shown(REDIS_URL)} (its output: .bench/server-redis.log)`);
-  try {
-    return await withGatehouse('redis', { REDIS_URL }, stops, async ({ baseUrl, setupToken }) => {
-      const f = await createFixtures(baseUrl, await setupToken, { crowd: false });
-      const run = async (name: string, key: string) => {
-        const result = await load(`Redis: ${name}`, {
-          url: `${baseUrl}/api/auth/me`,
-          method: 'GET',
-          headers: { authorization: `Bearer ${key}` },
-          connections: CONNECTIONS,
-        });
-        readyz.push({ after: `Redis: ${name}`, status: await probe(`${baseUrl}/readyz`, 3_000) });
-        return result;
-      };
-      const limited = await run(LIMITED, f.apiKey);
-      const unlimited = await run(UNLIMITED, f.unlimitedApiKey);
-      return compareLimits(limited, unlimited, TARGET.limitsRedis);
-    });
-  } catch (error) {
-    return failed('Redis limits', error);
-  }
-}
-
 mkdirSync(outDir, { recursive: true });
 measure()
   .then((results) => {
@@ -394,77 +336,3 @@ measure()
     process.exitCode = 1;
   })
   .finally(cleanUp);
-
-/** totals.llm_requests of one answer: checked before measuring, so the latency is of the real summary. */
-async function llmRequestsIn(url: string, token: string): Promise<number> {
-  const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
-  const text = await response.text();
-  if (response.status !== 200) throw new Error(`GET ${url}: ${response.status} ${text.slice(0, 300)}`);
-  return (JSON.parse(text) as { totals: { llm_requests: number } }).totals.llm_requests;
-}
-
-/**
- * GET /api/usage (the user's API key) and GET /api/admin/usage (the service key) over a month of
- * one user's usage, Gatehouse on a fresh PostgreSQL database that is dropped afterwards.
- */
-async function usageOnPostgres(
-  readyz: Results['readyz'],
-  stops: Results['otherStops'],
-): Promise<UsageSummaryBench['outcome']> {
-  const reachable = await postgresReachable(PG_URL);
-  if (!reachable.ok) {
-    say(`PostgreSQL: not reachable at ${shown(PG_URL)} (${reachable.reason}), skipped`);
-    return { status: 'skipped', reason: `not reachable: ${reachable.reason}` };
-  }
-  const db = nameBenchDatabase(PG_URL);
-  benchDb = db; // from here on every way out drops it
-  say(`PostgreSQL: a Gatehouse on database ${db.name} (its output: .bench/server-postgres.log)`);
-  try {
-    await createBenchDatabase(db);
-    return await withGatehouse('postgres', { DATABASE_URL: db.url }, stops, async ({ baseUrl, setupToken }) => {
-      const f = await createFixtures(baseUrl, await setupToken, { crowd: false });
-      say(`  writing ${USAGE_EVENTS.toLocaleString('en-US')} usage events, their rollups and the budget (SQL)`);
-      const fixture = await fillUsage(db.url, f, USAGE_EVENTS);
-      const requests: UsageLatency[] = [];
-      for (const [name, path, token] of [
-        ['GET /api/usage, user API key', '/api/usage', f.apiKey],
-        ['GET /api/admin/usage, service key', '/api/admin/usage', f.serviceKey],
-      ] as const) {
-        const url = `${baseUrl}${path}`;
-        const llmRequests = await llmRequestsIn(url, token);
-        say(`  ${name}: one at a time, ${USAGE_WARMUP} warmup + ${USAGE_REQUESTS}`);
-        const spec: SequentialSpec = {
-          url,
-          headers: { authorization: `Bearer ${token}` },
-          warmup: USAGE_WARMUP,
-          count: USAGE_REQUESTS,
-          timeoutMs: REQUEST_TIMEOUT_MS,
-        };
-        const result = await runJson<SequentialResult>(join(root, 'bench/sequential.ts'), spec, 120_000);
-        const allOk = Object.keys(result.statusCodes).every((code) => code === '200');
-        const met = allOk && llmRequests === USAGE_EVENTS && result.p99 < TARGET.usageP99Ms;
-        requests.push({ ...result, name, llmRequests, met });
-        readyz.push({ after: `PostgreSQL: ${name}`, status: await probe(`${baseUrl}/readyz`, 3_000) });
-      }
-      return {
-        status: 'measured' as const,
-        database: db.name,
-        events: fixture.events,
-        rollupRows: fixture.rollupRows,
-        tokensUsed: fixture.tokensUsed,
-        fixtureSeconds: fixture.seconds,
-        requests,
-      };
-    });
-  } catch (error) {
-    return failed('PostgreSQL usage summary', error);
-  } finally {
-    // Gatehouse has stopped (withGatehouse); if this fails, cleanUp tries again synchronously.
-    try {
-      await dropBenchDatabase(db);
-      benchDb = null;
-    } catch (error) {
-      say(`could not drop database ${db.name} yet: ${message(error)}`);
-    }
-  }
-}
