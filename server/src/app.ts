@@ -13,6 +13,7 @@ import { registerApiKeyRoutes } from './features/api-keys/api-keys.routes.js';
 import { registerAuditRoutes } from './features/audit/audit.routes.js';
 import { registerEventRoutes } from './features/events/events.routes.js';
 import { registerHealthRoutes } from './features/health/health.routes.js';
+import { registerProviderRoutes } from './features/llm/providers.routes.js';
 import { registerPlanRoutes } from './features/plans/plans.routes.js';
 import { Plan } from './features/plans/plans.schemas.js';
 import { registerServiceKeyRoutes } from './features/service-keys/service-keys.routes.js';
@@ -101,6 +102,7 @@ export async function buildApp(deps: Deps) {
   registerAdminUserRoutes(app, deps);
   registerPlanRoutes(app, deps);
   registerUsageRoutes(app, deps);
+  registerProviderRoutes(app, deps);
   registerEventRoutes(app, deps);
   registerAuditRoutes(app, deps);
 

@@ -24,6 +24,13 @@ async function dumpDatabase(): Promise<string> {
     'signing_keys',
     'audit_events',
     'instance_state',
+    'plans',
+    'token_budgets',
+    'token_reservations',
+    'usage_events',
+    'usage_rollups',
+    'events',
+    'llm_providers',
   ];
   const parts: string[] = [];
   for (const table of tables) {
@@ -71,8 +78,28 @@ describe('secrets at rest and in logs', () => {
       body: { email: user.email, password: `${password}!` },
     });
 
+    const providerKey = 'sk-provider-shared-secret-0001';
+    const rotatedProviderKey = 'sk-provider-shared-secret-0002';
+    const provider = await h.request({
+      method: 'POST',
+      url: '/api/admin/llm/providers',
+      token: h.operator.token,
+      tenant: t.id,
+      body: { name: 'openai', preset: 'openai', api_key: providerKey, models: ['gpt-4o'] },
+    });
+    assert.equal(provider.status, 201, provider.text);
+    await h.request({
+      method: 'PATCH',
+      url: `/api/admin/llm/providers/${provider.body.id}`,
+      token: h.operator.token,
+      tenant: t.id,
+      body: { api_key: rotatedProviderKey },
+    });
+
     const secrets = {
       password,
+      providerKey,
+      rotatedProviderKey,
       wrongPassword: `${password}!`,
       registerRefresh: user.refreshToken,
       registerApiKey: user.apiKey,

@@ -19,6 +19,7 @@ export interface Database {
   usage_events: UsageEventTable;
   usage_rollups: UsageRollupTable;
   events: EventTable;
+  llm_providers: LlmProviderTable;
 }
 
 export interface TenantTable {
@@ -218,4 +219,19 @@ export interface EventTable {
   type: string;
   data: string;
   created_at: number;
+}
+
+export interface LlmProviderTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  /** Wire protocol; 'openai' (OpenAI-compatible chat completions) to start. */
+  kind: 'openai';
+  base_url: string;
+  api_key_sealed: string;
+  models: string;
+  priority: number;
+  disabled_at: number | null;
+  created_at: number;
+  updated_at: number;
 }

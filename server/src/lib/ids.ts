@@ -2,7 +2,20 @@ import { randomBytes } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
 
 /** Resource kinds and their id prefixes (DESIGN: ids are prefixed and time-ordered). */
-export type IdKind = 'ten' | 'usr' | 'ses' | 'rtk' | 'key' | 'svc' | 'sgk' | 'aud' | 'pln' | 'rsv' | 'use' | 'evt';
+export type IdKind =
+  | 'ten'
+  | 'usr'
+  | 'ses'
+  | 'rtk'
+  | 'key'
+  | 'svc'
+  | 'sgk'
+  | 'aud'
+  | 'pln'
+  | 'rsv'
+  | 'use'
+  | 'evt'
+  | 'prv';
 
 export interface Ids {
   next(kind: IdKind): string;

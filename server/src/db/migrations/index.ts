@@ -2,10 +2,12 @@ import type { Migration } from 'kysely';
 import * as m0001 from './0001_init.js';
 import * as m0002 from './0002_plans.js';
 import * as m0003 from './0003_usage.js';
+import * as m0004 from './0004_llm_providers.js';
 
 /** Every migration, in order. Listed explicitly so bundlers and tsx need no directory scan. */
 export const migrations: Record<string, Migration> = {
   '0001_init': m0001,
   '0002_plans': m0002,
   '0003_usage': m0003,
+  '0004_llm_providers': m0004,
 };

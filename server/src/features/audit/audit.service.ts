@@ -29,7 +29,10 @@ export type AuditAction =
   | 'api_key.rotated'
   | 'api_key.revoked'
   | 'service_key.created'
-  | 'service_key.revoked';
+  | 'service_key.revoked'
+  | 'llm_provider.created'
+  | 'llm_provider.updated'
+  | 'llm_provider.deleted';
 
 export interface AuditEntry {
   tenantId: string;
