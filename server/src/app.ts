@@ -13,6 +13,7 @@ import { registerApiKeyRoutes } from './features/api-keys/api-keys.routes.js';
 import { registerAuditRoutes } from './features/audit/audit.routes.js';
 import { registerEventRoutes } from './features/events/events.routes.js';
 import { registerHealthRoutes } from './features/health/health.routes.js';
+import { registerChatRoutes } from './features/llm/chat.routes.js';
 import { registerProviderRoutes } from './features/llm/providers.routes.js';
 import { registerPlanRoutes } from './features/plans/plans.routes.js';
 import { Plan } from './features/plans/plans.schemas.js';
@@ -103,6 +104,7 @@ export async function buildApp(deps: Deps) {
   registerPlanRoutes(app, deps);
   registerUsageRoutes(app, deps);
   registerProviderRoutes(app, deps);
+  registerChatRoutes(app, deps);
   registerEventRoutes(app, deps);
   registerAuditRoutes(app, deps);
 
