@@ -1,5 +1,5 @@
-import { Redis } from 'ioredis';
 import pg from 'pg';
+import { createClient } from 'redis';
 
 /** Whether an optional store answered; `reason` says why not, for the skipped row. */
 export type Reachable = { ok: true } | { ok: false; reason: string };
@@ -17,15 +17,12 @@ function deadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
 
 /** A TCP connect and PING, no retries: the bench only uses Redis when it is already there. */
 export async function redisReachable(url: string, timeoutMs = 2_000): Promise<Reachable> {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    connectTimeout: timeoutMs,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
+  const redis = createClient({
+    url,
+    disableOfflineQueue: true,
+    socket: { connectTimeout: timeoutMs, reconnectStrategy: false },
   });
-  // ioredis rejects connect() with a bare "Connection is closed."; the 'error' event has the cause
-  // (ECONNREFUSED, ETIMEDOUT…). Listening also keeps an unhandled 'error' event from crashing.
+  // The 'error' event has the cause (ECONNREFUSED, ETIMEDOUT…); unhandled it would crash.
   let cause: unknown;
   redis.on('error', (error) => {
     cause = error;
@@ -40,7 +37,7 @@ export async function redisReachable(url: string, timeoutMs = 2_000): Promise<Re
   } catch (error) {
     return { ok: false, reason: reason(cause ?? error) };
   } finally {
-    redis.disconnect();
+    redis.destroy();
   }
 }
 

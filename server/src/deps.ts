@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { type AuthCache, createAuthCache } from './auth-cache.js';
@@ -10,7 +9,7 @@ import { createRequestCounter, type RequestCounter } from './features/usage/requ
 import { createIds, type Ids } from './lib/ids.js';
 import { createMasterKey, type MasterKey } from './lib/master-key.js';
 import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher.js';
-import { createLimiters, type Limiters } from './limiter.js';
+import { connectRedis, createLimiters, type Limiters, type RedisClient } from './limiter.js';
 
 export interface Clock {
   now(): number;
@@ -27,7 +26,7 @@ export interface Deps {
   keyring: Keyring;
   passwords: PasswordHasher;
   limiters: Limiters;
-  redis?: Redis;
+  redis?: RedisClient;
   metrics: Registry;
   lastUsed: LastUsedBuffer;
   /** Requests counted for the usage rollups, written every few seconds. */
@@ -60,10 +59,8 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
   const db = await createDb(options.dbOptions ?? dbOptionsFromConfig(config));
   const ids = createIds(() => clock.now());
   const masterKey = createMasterKey(options.masterKey);
-  // ioredis is loaded only when configured: it is the largest module we would otherwise carry idle.
-  const redis = config.redisUrl
-    ? new (await import('ioredis')).Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 })
-    : undefined;
+  // The Redis client is loaded only when configured: we would otherwise carry it idle.
+  const redis = config.redisUrl ? await connectRedis(config.redisUrl, log) : undefined;
   const metrics = new Registry();
   if (options.defaultMetrics) collectDefaultMetrics({ register: metrics });
   return {
@@ -102,6 +99,6 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
 export async function closeDeps(deps: Deps): Promise<void> {
   await deps.lastUsed.flush().catch((error) => deps.log.error({ err: error }, 'could not flush last-used times'));
   deps.limiters.close();
-  deps.redis?.disconnect();
+  deps.redis?.destroy();
   await deps.db.close();
 }

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import {
   type RateLimiterAbstract,
@@ -6,7 +5,29 @@ import {
   RateLimiterPostgres,
   RateLimiterRedis,
 } from 'rate-limiter-flexible';
+import type { createClient } from 'redis';
 import type { Db } from './db/index.js';
+
+export type RedisClient = ReturnType<typeof createClient>;
+
+/**
+ * node-redis (the official client): it pipelines the commands of one tick by itself, which cost
+ * about a third of ioredis's client CPU per counted request in the bench (3 µs against 9 µs).
+ * Connecting is not awaited: with Redis down at start the instance still starts, on the failure
+ * policy, and the client reconnects in the background. Commands fail at once while it is down
+ * (no offline queue), so a request never waits for Redis to come back.
+ */
+export async function connectRedis(url: string, log: Logger): Promise<RedisClient> {
+  const { createClient } = await import('redis');
+  const client = createClient({
+    url,
+    disableOfflineQueue: true,
+    socket: { connectTimeout: 2_000, reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 5_000) },
+  });
+  client.on('error', () => {}); // reported once per outage by watchRedis; unhandled it would crash
+  client.connect().catch((error) => log.debug({ err: error }, 'redis connect failed; retrying in the background'));
+  return client;
+}
 
 export interface LimiterOptions {
   keyPrefix: string;
@@ -34,7 +55,7 @@ export interface Limiters {
 
 export interface LimiterSetup {
   db: Db;
-  redis?: Redis;
+  redis?: RedisClient;
   /** Prefix of every counter key (tests isolate each harness with their own). */
   namespace?: string;
   /** With Redis unreachable: keep serving on per-instance counters ('open') or refuse ('closed'). */
@@ -67,10 +88,11 @@ export function createLimiters(setup: LimiterSetup): Limiters {
         new RateLimiterRedis({
           ...scoped(options),
           storeClient: redis,
+          useRedisPackage: true,
           rejectIfRedisNotReady: true,
           ...(failOpen && { insuranceLimiter: new RateLimiterMemory(scoped(options)) }),
         }),
-      state: () => (redis.status === 'ready' ? 'shared' : failOpen ? 'per_instance' : 'refusing'),
+      state: () => (redis.isReady ? 'shared' : failOpen ? 'per_instance' : 'refusing'),
       close: unwatch,
     };
   }
@@ -98,7 +120,7 @@ export function createLimiters(setup: LimiterSetup): Limiters {
 }
 
 /** Logs each change of Redis's availability once, with what it means for limits. */
-function watchRedis(redis: Redis, onStoreFailure: 'open' | 'closed', log: Logger): () => void {
+function watchRedis(redis: RedisClient, onStoreFailure: 'open' | 'closed', log: Logger): () => void {
   let lost = false;
   let closing = false;
   const consequence =
@@ -111,7 +133,7 @@ function watchRedis(redis: Redis, onStoreFailure: 'open' | 'closed', log: Logger
     log.error({ err: error }, `redis unavailable: ${consequence}`);
   };
   redis.on('error', down);
-  redis.on('close', () => down());
+  redis.on('end', () => down());
   redis.on('ready', () => {
     if (!lost) return;
     lost = false;

@@ -39,7 +39,7 @@ export function registerHealthRoutes(app: App, deps: Deps): void {
       } catch {
         checks.database = 'unreachable';
       }
-      if (deps.redis) checks.redis = deps.redis.status === 'ready' ? 'ok' : `unavailable (${deps.redis.status})`;
+      if (deps.redis) checks.redis = deps.redis.isReady ? 'ok' : 'unavailable';
       const limits = deps.limiters.state();
       checks.rate_limits = deps.config.limits.enabled ? LIMIT_STATES[limits] : 'off (RATE_LIMITS=off)';
       // Without Redis, fail-open keeps serving (degraded, still ready); fail-closed refuses limited requests.
