@@ -2,7 +2,15 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** How the fake provider answers its next requests (a queue; `ok` once it is empty). */
-export type Behaviour = 'ok' | 'no_usage' | 'fail_500' | 'fail_429' | 'bad_request' | 'stall';
+export type Behaviour =
+  | 'ok'
+  | 'no_usage'
+  | 'fail_500'
+  | 'fail_429'
+  | 'bad_request'
+  | 'stall'
+  | 'cut'
+  | 'hang_after_first';
 
 export interface FakeLlm {
   /** Base URL to register as a provider (`http://127.0.0.1:<port>/v1`). */
@@ -13,6 +21,8 @@ export interface FakeLlm {
   next(...behaviours: Behaviour[]): void;
   /** What an `ok` answer reports as usage. */
   usage: { prompt_tokens: number; completion_tokens: number };
+  /** Requests whose client (Gatehouse) went away before the answer was complete. */
+  aborted: number;
   close(): Promise<void>;
 }
 
@@ -43,6 +53,9 @@ export async function startFakeLlm(): Promise<FakeLlm> {
     if (behaviour === 'stall') return; // never answers
     if (behaviour === 'fail_500') return send(500, { error: { message: 'upstream exploded', type: 'server_error' } });
     if (behaviour === 'fail_429') return send(429, { error: { message: 'slow down', type: 'rate_limit_error' } });
+    if (body.stream === true && behaviour !== 'bad_request') {
+      return stream(body, behaviour, request, response);
+    }
     if (behaviour === 'bad_request') {
       return send(400, {
         error: { message: 'temperature is out of range', type: 'invalid_request_error', param: 'temperature' },
@@ -61,12 +74,48 @@ export async function startFakeLlm(): Promise<FakeLlm> {
       }),
     });
   });
+  const fake = { aborted: 0 };
+  /** OpenAI's stream: a role chunk, content chunks a few ms apart, the usage chunk if asked for, [DONE]. */
+  const stream = async (
+    body: Record<string, unknown>,
+    behaviour: Behaviour,
+    request: IncomingMessage,
+    response: import('node:http').ServerResponse,
+  ) => {
+    response.on('close', () => {
+      if (!response.writableFinished) fake.aborted++;
+    });
+    response.writeHead(200, { 'content-type': 'text/event-stream' });
+    const base = { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1_700_000_000, model: body.model };
+    const event = (data: unknown) => response.write(`data: ${JSON.stringify(data)}\n\n`);
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 5));
+    event({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+    const parts = ['Hello', ' from', ' the fake', ' provider'];
+    for (const [i, part] of parts.entries()) {
+      await pause();
+      if (behaviour === 'hang_after_first' && i === 1) return; // never another byte
+      if (behaviour === 'cut' && i === 2) {
+        request.socket.destroy();
+        return;
+      }
+      event({ ...base, choices: [{ index: 0, delta: { content: part }, finish_reason: null }] });
+    }
+    event({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+    const wantsUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+    if (behaviour === 'ok' && wantsUsage) {
+      event({ ...base, choices: [], usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens } });
+    }
+    response.end('data: [DONE]\n\n');
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/v1`,
     calls,
     usage,
+    get aborted() {
+      return fake.aborted;
+    },
     next: (...behaviours) => queue.push(...behaviours),
     close: () =>
       new Promise((resolve) => {

@@ -3,6 +3,7 @@ import type { Deps } from '../../deps.js';
 import { userOf } from '../../http/authenticate.js';
 import { type App, errors } from '../../http/schemas.js';
 import { type ChatRequest, chatCompletion } from './chat.service.js';
+import { streamChatCompletion } from './chat.stream.js';
 
 const ChatBody = Type.Object(
   {
@@ -29,7 +30,7 @@ export function registerChatRoutes(app: App, deps: Deps): void {
       bodyLimit: 8 * 1_048_576,
       schema: {
         tags: ['llm'],
-        summary: "OpenAI-compatible chat completion through the tenant's providers (non-streaming for now)",
+        summary: "OpenAI-compatible chat completion through the tenant's providers, streaming (SSE) or not",
         body: ChatBody,
         response: { ...errors(400, 401, 404, 429, 502) },
       },
@@ -38,9 +39,14 @@ export function registerChatRoutes(app: App, deps: Deps): void {
       // A client that goes away cancels the provider call (and its charge is only what was used).
       const gone = new AbortController();
       reply.raw.once('close', () => {
-        if (!reply.sent) gone.abort();
+        if (!reply.raw.writableFinished) gone.abort();
       });
-      return chatCompletion(deps, userOf(request), request.body as ChatRequest, reply, gone.signal);
+      const body = request.body as ChatRequest;
+      if (body.stream === true) {
+        await streamChatCompletion(deps, userOf(request), body, reply, gone.signal);
+        return reply;
+      }
+      return chatCompletion(deps, userOf(request), body, reply, gone.signal);
     },
   );
 }

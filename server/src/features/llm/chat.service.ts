@@ -46,57 +46,28 @@ async function targetsFor(deps: Deps, tenantId: string, model: string): Promise<
 /** A provider failure worth trying the next provider for (before any byte reached the client). */
 const retryable = (status: number) => status === 429 || status >= 500 || status === 401 || status === 403;
 
-interface UpstreamUsage {
+export interface UpstreamUsage {
   prompt_tokens?: number;
   completion_tokens?: number;
 }
 
+/** The provider that answered (with a status not worth failing over), or why none did. */
+export type Opened =
+  | { provider: ProviderRow; key: string; response: Response }
+  | { failure: string; cancelled: boolean };
+
 /**
- * POST /api/llm/v1/chat/completions, non-streaming: the plan's LLM limit, the model and max_tokens
- * checks, a reservation of the worst case from the token budget, then the providers offering the
- * model in priority order until one answers; the reservation is settled with the provider's usage
- * (or the tokenizer's count when it reports none). The provider's JSON goes back as it came.
+ * Sends the request to the providers offering the model, in priority order, until one answers
+ * with something other than a connection error, a timeout, 429, 5xx or 401/403 (a provider's
+ * own trouble, worth the next provider). Nothing has reached the client yet.
  */
-export async function chatCompletion(
+export async function openUpstream(
   deps: Deps,
-  principal: UserPrincipal,
-  body: ChatRequest,
-  reply: FastifyReply,
+  targets: ProviderRow[],
+  payload: string,
   clientGone: AbortSignal,
-): Promise<string> {
-  if (body.stream === true)
-    throw invalid('stream', 'is not available yet: streaming lands with the next part of the gateway');
-  const { limits } = principal;
-  const requested = body.max_completion_tokens ?? body.max_tokens;
-  if (limits.maxTokensPerRequest !== null && requested !== undefined && requested > limits.maxTokensPerRequest) {
-    throw invalid('max_tokens', `must be at most ${limits.maxTokensPerRequest} on the ${limits.plan} plan`);
-  }
-  const targets = await targetsFor(deps, principal.tenantId, body.model);
-  if (targets.length === 0) {
-    throw new AppError('not_found', `The model "${body.model}" is not offered here; GET /api/llm/v1/models lists them`);
-  }
-  applyLimitStates(
-    deps,
-    reply,
-    await hitLimits(deps, requestLimitSpecs(principal, 'llm_requests')),
-    OPENAI_LIMIT_HEADERS,
-  );
-
-  // The worst case: the prompt plus every completion token allowed. Without a limit from the client
-  // or the plan, the prompt alone is held and the real use charged at settlement.
-  const maxTokens = requested ?? limits.maxTokensPerRequest ?? undefined;
-  const promptEstimate = await countMessageTokens(body.messages);
-  const { reservation, budget } = await reserveTokens(deps, principal, promptEstimate + (maxTokens ?? 0));
-  if (budget.limit !== null) {
-    reply.header('x-ratelimit-limit-tokens', String(budget.limit));
-    reply.header('x-ratelimit-remaining-tokens', String(budget.remaining));
-  }
-
-  const payload = JSON.stringify(
-    maxTokens === undefined || requested !== undefined ? body : { ...body, max_tokens: maxTokens },
-  );
-  const started = Date.now();
-  let lastFailure = 'no provider answered';
+): Promise<Opened> {
+  let failure = 'no provider answered';
   for (const provider of targets) {
     const key = providerKey(deps, provider);
     let response: Response;
@@ -106,72 +77,130 @@ export async function chatCompletion(
         headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
         body: payload,
         redirect: 'error',
+        // The timeout covers the wait for the answer's head; a stream then runs as long as it runs.
         signal: AbortSignal.any([clientGone, AbortSignal.timeout(ATTEMPT_TIMEOUT_MS)]),
       });
     } catch (error) {
-      if (clientGone.aborted) {
-        await settleReservation(deps, principal, reservation.id, {
-          kind: 'llm',
-          model: body.model,
-          provider: provider.name,
-          promptTokens: 0,
-          completionTokens: 0,
-          latencyMs: Date.now() - started,
-          status: 'cancelled',
-        });
-        throw new AppError('invalid_request', 'The client closed the request');
-      }
-      lastFailure = `${provider.name}: ${(error as Error).name === 'TimeoutError' ? 'timed out' : 'unreachable'}`;
+      if (clientGone.aborted) return { failure: 'the client went away', cancelled: true };
+      failure = `${provider.name}: ${(error as Error).name === 'TimeoutError' ? 'timed out' : 'unreachable'}`;
       deps.log.warn({ provider: provider.name, err: error }, 'LLM provider failed; trying the next');
       continue;
     }
-    const text = await response.text();
-    if (retryable(response.status)) {
-      lastFailure = `${provider.name}: HTTP ${response.status}`;
-      deps.log.warn({ provider: provider.name, status: response.status }, 'LLM provider failed; trying the next');
-      continue;
-    }
-    const ok = response.ok;
-    let usage: UpstreamUsage | undefined;
-    let completionText = '';
-    if (ok) {
-      try {
-        const parsed = JSON.parse(text) as { usage?: UpstreamUsage; choices?: { message?: { content?: unknown } }[] };
-        usage = parsed.usage;
-        completionText = (parsed.choices ?? [])
-          .map((c) => (typeof c.message?.content === 'string' ? c.message.content : ''))
-          .join('');
-      } catch {
-        lastFailure = `${provider.name}: answered with invalid JSON`;
-        continue;
-      }
-    }
-    const promptTokens = ok ? (usage?.prompt_tokens ?? promptEstimate) : 0;
-    const completionTokens = ok ? (usage?.completion_tokens ?? (await countTokens(completionText))) : 0;
-    const after = await settleReservation(deps, principal, reservation.id, {
+    if (!retryable(response.status)) return { provider, key, response };
+    await response.body?.cancel();
+    failure = `${provider.name}: HTTP ${response.status}`;
+    deps.log.warn({ provider: provider.name, status: response.status }, 'LLM provider failed; trying the next');
+  }
+  return { failure, cancelled: false };
+}
+
+/** What was checked and held before any provider is called. */
+export interface Admitted {
+  targets: ProviderRow[];
+  reservationId: string;
+  promptEstimate: number;
+  payload: string;
+}
+
+/**
+ * The checks before any provider is called: max_tokens against the plan, the model, the plan's
+ * LLM calls per hour, and a reservation of the worst case (the prompt plus every completion
+ * token allowed) from the token budget.
+ */
+export async function admit(
+  deps: Deps,
+  principal: UserPrincipal,
+  body: ChatRequest,
+  reply: FastifyReply,
+): Promise<Admitted> {
+  const { limits } = principal;
+  const requested = body.max_completion_tokens ?? body.max_tokens;
+  if (limits.maxTokensPerRequest !== null && requested !== undefined && requested > limits.maxTokensPerRequest) {
+    throw invalid('max_tokens', `must be at most ${limits.maxTokensPerRequest} on the ${limits.plan} plan`);
+  }
+  const targets = await targetsFor(deps, principal.tenantId, body.model);
+  if (targets.length === 0) {
+    throw new AppError('not_found', `The model "${body.model}" is not offered here; GET /api/llm/v1/models lists them`);
+  }
+  const llmLimits = await hitLimits(deps, requestLimitSpecs(principal, 'llm_requests'));
+  applyLimitStates(deps, reply, llmLimits, OPENAI_LIMIT_HEADERS);
+
+  // Without a limit from the client or the plan, the prompt alone is held and the real use charged at settlement.
+  const maxTokens = requested ?? limits.maxTokensPerRequest ?? undefined;
+  const promptEstimate = await countMessageTokens(body.messages);
+  const { reservation, budget } = await reserveTokens(deps, principal, promptEstimate + (maxTokens ?? 0));
+  if (budget.limit !== null) {
+    reply.header('x-ratelimit-limit-tokens', String(budget.limit));
+    reply.header('x-ratelimit-remaining-tokens', String(budget.remaining));
+  }
+  const upstreamBody: ChatRequest = { ...body };
+  if (requested === undefined && maxTokens !== undefined) upstreamBody.max_tokens = maxTokens;
+  // Streams always end with a usage chunk, whether or not the client asked (so usage is exact).
+  if (body.stream === true) {
+    upstreamBody.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
+  }
+  return { targets, reservationId: reservation.id, promptEstimate, payload: JSON.stringify(upstreamBody) };
+}
+
+/**
+ * POST /api/llm/v1/chat/completions, non-streaming. After `admit`, the providers are tried in
+ * turn (`openUpstream`); the reservation is settled with the provider's usage, or the tokenizer's
+ * count when it reports none, and the provider's JSON goes back as it came.
+ */
+export async function chatCompletion(
+  deps: Deps,
+  principal: UserPrincipal,
+  body: ChatRequest,
+  reply: FastifyReply,
+  clientGone: AbortSignal,
+): Promise<string> {
+  const admitted = await admit(deps, principal, body, reply);
+  const started = Date.now();
+  const settle = (provider: string | null, promptTokens: number, completionTokens: number, status: string) =>
+    settleReservation(deps, principal, admitted.reservationId, {
       kind: 'llm',
       model: body.model,
-      provider: provider.name,
+      provider,
       promptTokens,
       completionTokens,
       latencyMs: Date.now() - started,
-      status: ok ? 'ok' : 'rejected',
+      status,
     });
-    if (after.limit !== null) reply.header('x-ratelimit-remaining-tokens', String(after.remaining));
-    reply.header('x-gatehouse-provider', provider.name);
-    // The provider's own answer, byte for byte (an error of the request itself, 4xx, included),
-    // with the shared key scrubbed should a provider ever echo it.
-    reply.status(response.status).type('application/json');
-    return text.replaceAll(key, '[redacted]');
+  const opened = await openUpstream(deps, admitted.targets, admitted.payload, clientGone);
+  if ('failure' in opened) {
+    // Recorded as a failed call (nothing charged), so failures show in usage.
+    await settle(null, 0, 0, opened.cancelled ? 'cancelled' : 'upstream_error');
+    if (opened.cancelled) throw new AppError('invalid_request', 'The client closed the request');
+    throw new AppError('upstream_unavailable', `No provider could answer for ${body.model} (${opened.failure})`);
   }
-  // Recorded as a failed call (nothing charged), so failures show in usage and by provider.
-  await settleReservation(deps, principal, reservation.id, {
-    kind: 'llm',
-    model: body.model,
-    promptTokens: 0,
-    completionTokens: 0,
-    latencyMs: Date.now() - started,
-    status: 'upstream_error',
-  });
-  throw new AppError('upstream_unavailable', `No provider could answer for ${body.model} (${lastFailure})`);
+  const { provider, key, response } = opened;
+  const text = await response.text();
+  let usage: UpstreamUsage | undefined;
+  let completionText = '';
+  if (response.ok) {
+    try {
+      const parsed = JSON.parse(text) as { usage?: UpstreamUsage; choices?: { message?: { content?: unknown } }[] };
+      usage = parsed.usage;
+      completionText = (parsed.choices ?? [])
+        .map((c) => (typeof c.message?.content === 'string' ? c.message.content : ''))
+        .join('');
+    } catch {
+      await settle(provider.name, 0, 0, 'upstream_error');
+      throw new AppError('upstream_unavailable', `${provider.name} answered with invalid JSON`);
+    }
+  }
+  const after = response.ok
+    ? await settle(
+        provider.name,
+        usage?.prompt_tokens ?? admitted.promptEstimate,
+        usage?.completion_tokens ?? (await countTokens(completionText)),
+        'ok',
+      )
+    : await settle(provider.name, 0, 0, 'rejected');
+  if (after.limit !== null) reply.header('x-ratelimit-remaining-tokens', String(after.remaining));
+  reply.header('x-gatehouse-provider', provider.name);
+  // The provider's own answer, byte for byte (an error of the request itself, 4xx, included),
+  // with the shared key scrubbed should a provider ever echo it.
+  reply.status(response.status).type('application/json');
+  return text.replaceAll(key, '[redacted]');
 }

@@ -147,7 +147,7 @@ describe('POST /api/llm/v1/chat/completions through the openai SDK', () => {
     assert.equal(usage.tokens_reserved, 0);
   });
 
-  it('400 naming the field for max_tokens over the plan’s maximum and for stream (not yet); 404 for an unknown model', async () => {
+  it('400 naming the field for max_tokens over the plan’s maximum and for no messages; 404 for an unknown model', async () => {
     const t = await tenantWithProviders();
     const user = await t.user();
     const post = (body: Record<string, unknown>) =>
@@ -155,10 +155,116 @@ describe('POST /api/llm/v1/chat/completions through the openai SDK', () => {
     const big = await post({ max_tokens: 1_001 });
     assert.equal(big.status, 400);
     assert.match(big.body.error.message, /max_tokens must be at most 1000 on the free plan/);
-    assert.equal((await post({ stream: true })).status, 400);
     const unknown = await post({ model: 'nope' });
     assert.equal(unknown.status, 404);
     const noMessages = await post({ messages: [] });
     assert.equal(noMessages.status, 400);
+  });
+});
+
+describe('streaming (stream: true) through the openai SDK', () => {
+  async function collect(stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>) {
+    const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    return chunks;
+  }
+
+  it('forwards the chunks and ends with the usage chunk although the client did not ask; charges exactly that usage', async () => {
+    const t = await tenantWithProviders();
+    const user = await t.user();
+    const before = primary.calls.length;
+    const chunks = await collect(await client(user).chat.completions.create({ ...ask, stream: true }));
+    const text = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+    assert.equal(text, 'Hello from the fake provider');
+    const last = chunks.at(-1);
+    assert.deepEqual(last?.choices, []);
+    assert.deepEqual(last?.usage, { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 });
+    assert.deepEqual(primary.calls[before].body.stream_options, { include_usage: true });
+    const usage = await usageOf(user);
+    assert.deepEqual([usage.tokens_used, usage.tokens_reserved, usage.totals.errors], [18, 0, 0]);
+  });
+
+  it('the raw stream is OpenAI’s SSE: data lines, the usage chunk, then data: [DONE]', async () => {
+    const t = await tenantWithProviders();
+    const user = await t.user();
+    const res = await fetch(`${baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${user.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...ask, stream: true }),
+    });
+    assert.equal(res.status, 200);
+    assert.match(String(res.headers.get('content-type')), /^text\/event-stream/);
+    assert.equal(res.headers.get('x-ratelimit-limit-requests'), '50');
+    const events = (await res.text()).split('\n\n').filter(Boolean);
+    assert.ok(events.every((e) => e.startsWith('data: ')));
+    assert.equal(events.at(-1), 'data: [DONE]');
+    assert.deepEqual(JSON.parse(events.at(-2)?.slice(6) ?? '{}').choices, []);
+  });
+
+  it('a provider that sends no usage: the usage chunk is counted with the tokenizer', async () => {
+    const t = await tenantWithProviders();
+    const user = await t.user();
+    primary.next('no_usage');
+    const chunks = await collect(await client(user).chat.completions.create({ ...ask, stream: true }));
+    const usage = chunks.at(-1)?.usage;
+    assert.equal(usage?.completion_tokens, 5, '"Hello from the fake provider" in o200k_base');
+    assert.equal((await usageOf(user)).tokens_used, usage?.total_tokens);
+  });
+
+  it('a stream cut by the provider ends with an error event, never a clean finish; what was used is charged as failed', async () => {
+    const t = await tenantWithProviders();
+    const user = await t.user();
+    primary.next('cut');
+    const stream = await client(user).chat.completions.create({ ...ask, stream: true });
+    let text = '';
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+      })(),
+      (error: unknown) => {
+        assert.ok(error instanceof OpenAI.APIError, String(error));
+        assert.match(String((error as Error).message), /broke off/);
+        return true;
+      },
+    );
+    assert.equal(text, 'Hello from');
+    const usage = await usageOf(user);
+    assert.equal(usage.totals.errors, 1, 'recorded as failed');
+    assert.equal(usage.totals.completion_tokens, 2, '"Hello from" so far');
+    assert.equal(usage.tokens_reserved, 0);
+  });
+
+  it('failover happens before the first byte: a 500 from the primary streams from the backup', async () => {
+    const t = await tenantWithProviders();
+    const user = await t.user();
+    primary.next('fail_500');
+    const { data, response } = await client(user)
+      .chat.completions.create({ ...ask, stream: true })
+      .withResponse();
+    assert.equal(response.headers.get('x-gatehouse-provider'), 'backup');
+    const chunks = await collect(data);
+    assert.equal(chunks.at(-1)?.usage?.total_tokens, 18);
+  });
+
+  it('a client that goes away aborts the provider call; the reservation is settled', async () => {
+    const t = await tenantWithProviders();
+    const user = await t.user();
+    primary.next('hang_after_first');
+    const abortedBefore = primary.aborted;
+    const controller = new AbortController();
+    const stream = await client(user).chat.completions.create({ ...ask, stream: true }, { signal: controller.signal });
+    // The SDK ends the iteration (or throws, depending on timing) once the signal aborts.
+    try {
+      for await (const _chunk of stream) controller.abort();
+    } catch {}
+    for (let i = 0; i < 100 && primary.aborted === abortedBefore; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(primary.aborted, abortedBefore + 1, 'the provider saw its request aborted');
+    let usage = await usageOf(user);
+    for (let i = 0; i < 100 && usage.tokens_reserved !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      usage = await usageOf(user);
+    }
+    assert.equal(usage.tokens_reserved, 0, 'nothing stays held');
+    assert.equal(usage.totals.errors, 1, 'recorded as cancelled');
   });
 });
