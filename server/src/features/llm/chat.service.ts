@@ -3,7 +3,7 @@ import { json } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
-import { reserveTokens, settleReservation } from '../usage/budget.service.js';
+import { type BudgetView, reserveTokens, settleReservation } from '../usage/budget.service.js';
 import { applyLimitStates, hitLimits, requestLimitSpecs } from '../usage/rate-limits.js';
 import { listProviderRows, type ProviderRow } from './providers.repo.js';
 import { providerKey } from './providers.service.js';
@@ -52,16 +52,14 @@ export interface UpstreamUsage {
 }
 
 /** The provider that answered (with a status not worth failing over), or why none did. */
-export type Opened =
-  | { provider: ProviderRow; key: string; response: Response }
-  | { failure: string; cancelled: boolean };
+type Opened = { provider: ProviderRow; key: string; response: Response } | { failure: string; cancelled: boolean };
 
 /**
  * Sends the request to the providers offering the model, in priority order, until one answers
  * with something other than a connection error, a timeout, 429, 5xx or 401/403 (a provider's
  * own trouble, worth the next provider). Nothing has reached the client yet.
  */
-export async function openUpstream(
+async function openUpstream(
   deps: Deps,
   targets: ProviderRow[],
   payload: string,
@@ -95,7 +93,7 @@ export async function openUpstream(
 }
 
 /** What was checked and held before any provider is called. */
-export interface Admitted {
+interface Admitted {
   targets: ProviderRow[];
   reservationId: string;
   promptEstimate: number;
@@ -142,18 +140,28 @@ export async function admit(
   return { targets, reservationId: reservation.id, promptEstimate, payload: JSON.stringify(upstreamBody) };
 }
 
+/** A call that a provider answered (2xx, or its own 4xx), and how to settle it. */
+export interface Call {
+  provider: ProviderRow;
+  key: string;
+  response: Response;
+  promptEstimate: number;
+  /** Settles the reservation with what was used, recording the usage event. */
+  settle(promptTokens: number, completionTokens: number, status: string): Promise<BudgetView>;
+}
+
 /**
- * POST /api/llm/v1/chat/completions, non-streaming. After `admit`, the providers are tried in
- * turn (`openUpstream`); the reservation is settled with the provider's usage, or the tokenizer's
- * count when it reports none, and the provider's JSON goes back as it came.
+ * Everything before the answer, shared by both forms: `admit`, then the providers in turn
+ * (`openUpstream`). When none answers, the call is recorded as failed (nothing charged) and 502
+ * (or the client's cancellation) is thrown.
  */
-export async function chatCompletion(
+export async function startCall(
   deps: Deps,
   principal: UserPrincipal,
   body: ChatRequest,
   reply: FastifyReply,
   clientGone: AbortSignal,
-): Promise<string> {
+): Promise<Call> {
   const admitted = await admit(deps, principal, body, reply);
   const started = Date.now();
   const settle = (provider: string | null, promptTokens: number, completionTokens: number, status: string) =>
@@ -168,12 +176,31 @@ export async function chatCompletion(
     });
   const opened = await openUpstream(deps, admitted.targets, admitted.payload, clientGone);
   if ('failure' in opened) {
-    // Recorded as a failed call (nothing charged), so failures show in usage.
     await settle(null, 0, 0, opened.cancelled ? 'cancelled' : 'upstream_error');
     if (opened.cancelled) throw new AppError('invalid_request', 'The client closed the request');
     throw new AppError('upstream_unavailable', `No provider could answer for ${body.model} (${opened.failure})`);
   }
-  const { provider, key, response } = opened;
+  return {
+    ...opened,
+    promptEstimate: admitted.promptEstimate,
+    settle: (promptTokens, completionTokens, status) =>
+      settle(opened.provider.name, promptTokens, completionTokens, status),
+  };
+}
+
+/**
+ * POST /api/llm/v1/chat/completions, non-streaming: the reservation is settled with the
+ * provider's usage, or the tokenizer's count when it reports none, and the provider's JSON goes
+ * back as it came.
+ */
+export async function chatCompletion(
+  deps: Deps,
+  principal: UserPrincipal,
+  body: ChatRequest,
+  reply: FastifyReply,
+  clientGone: AbortSignal,
+): Promise<string> {
+  const { provider, key, response, promptEstimate, settle } = await startCall(deps, principal, body, reply, clientGone);
   const text = await response.text();
   let usage: UpstreamUsage | undefined;
   let completionText = '';
@@ -185,18 +212,17 @@ export async function chatCompletion(
         .map((c) => (typeof c.message?.content === 'string' ? c.message.content : ''))
         .join('');
     } catch {
-      await settle(provider.name, 0, 0, 'upstream_error');
+      await settle(0, 0, 'upstream_error');
       throw new AppError('upstream_unavailable', `${provider.name} answered with invalid JSON`);
     }
   }
   const after = response.ok
     ? await settle(
-        provider.name,
-        usage?.prompt_tokens ?? admitted.promptEstimate,
+        usage?.prompt_tokens ?? promptEstimate,
         usage?.completion_tokens ?? (await countTokens(completionText)),
         'ok',
       )
-    : await settle(provider.name, 0, 0, 'rejected');
+    : await settle(0, 0, 'rejected');
   if (after.limit !== null) reply.header('x-ratelimit-remaining-tokens', String(after.remaining));
   reply.header('x-gatehouse-provider', provider.name);
   // The provider's own answer, byte for byte (an error of the request itself, 4xx, included),

@@ -2,10 +2,8 @@ import { once } from 'node:events';
 import { createParser } from 'eventsource-parser';
 import type { FastifyReply } from 'fastify';
 import type { Deps } from '../../deps.js';
-import { AppError } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
-import { settleReservation } from '../usage/budget.service.js';
-import { admit, type ChatRequest, openUpstream, type UpstreamUsage } from './chat.service.js';
+import { type ChatRequest, startCall, type UpstreamUsage } from './chat.service.js';
 import { countTokens } from './tokens.js';
 
 interface Chunk {
@@ -31,28 +29,10 @@ export async function streamChatCompletion(
   reply: FastifyReply,
   clientGone: AbortSignal,
 ): Promise<void> {
-  const admitted = await admit(deps, principal, body, reply);
-  const started = Date.now();
-  const settle = (provider: string | null, promptTokens: number, completionTokens: number, status: string) =>
-    settleReservation(deps, principal, admitted.reservationId, {
-      kind: 'llm',
-      model: body.model,
-      provider,
-      promptTokens,
-      completionTokens,
-      latencyMs: Date.now() - started,
-      status,
-    });
-  const opened = await openUpstream(deps, admitted.targets, admitted.payload, clientGone);
-  if ('failure' in opened) {
-    await settle(null, 0, 0, opened.cancelled ? 'cancelled' : 'upstream_error');
-    if (opened.cancelled) throw new AppError('invalid_request', 'The client closed the request');
-    throw new AppError('upstream_unavailable', `No provider could answer for ${body.model} (${opened.failure})`);
-  }
-  const { provider, key, response } = opened;
+  const { provider, key, response, promptEstimate, settle } = await startCall(deps, principal, body, reply, clientGone);
   if (!response.ok || !response.body) {
     // The provider refused the request itself (4xx): its error goes back as JSON, nothing charged.
-    await settle(provider.name, 0, 0, 'rejected');
+    await settle(0, 0, 'rejected');
     reply.status(response.status).type('application/json');
     reply.send((await response.text()).replaceAll(key, '[redacted]'));
     return;
@@ -110,15 +90,15 @@ export async function streamChatCompletion(
   } catch {
     broken = true;
   }
-  const promptTokens = usage?.prompt_tokens ?? admitted.promptEstimate;
+  const promptTokens = usage?.prompt_tokens ?? promptEstimate;
   const completionTokens = usage?.completion_tokens ?? (await countTokens(completionText));
   if (clientGone.aborted) {
-    await settle(provider.name, admitted.promptEstimate, await countTokens(completionText), 'cancelled');
+    await settle(promptEstimate, await countTokens(completionText), 'cancelled');
     out.destroy();
     return;
   }
   if (broken || !done) {
-    await settle(provider.name, promptTokens, completionTokens, 'interrupted');
+    await settle(promptTokens, completionTokens, 'interrupted');
     deps.log.warn({ provider: provider.name }, 'LLM provider stream broke off');
     send(
       JSON.stringify({
@@ -148,7 +128,7 @@ export async function streamChatCompletion(
       }),
     );
   }
-  await settle(provider.name, promptTokens, completionTokens, 'ok');
+  await settle(promptTokens, completionTokens, 'ok');
   send('[DONE]');
   out.end();
 }
