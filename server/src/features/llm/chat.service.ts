@@ -3,7 +3,7 @@ import { json } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
-import { type BudgetView, reserveTokens, settleReservation } from '../usage/budget.service.js';
+import { type BudgetView, budgetOf, reserveTokens, settleReservation } from '../usage/budget.service.js';
 import { applyLimitStates, hitLimits, requestLimitSpecs } from '../usage/rate-limits.js';
 import { listProviderRows, type ProviderRow } from './providers.repo.js';
 import { providerKey } from './providers.service.js';
@@ -199,7 +199,7 @@ export async function chatCompletion(
   body: ChatRequest,
   reply: FastifyReply,
   clientGone: AbortSignal,
-): Promise<string> {
+): Promise<Answered> {
   const { provider, key, response, promptEstimate, settle } = await startCall(deps, principal, body, reply, clientGone);
   const text = await response.text();
   let usage: UpstreamUsage | undefined;
@@ -216,17 +216,47 @@ export async function chatCompletion(
       throw new AppError('upstream_unavailable', `${provider.name} answered with invalid JSON`);
     }
   }
-  const after = response.ok
-    ? await settle(
-        usage?.prompt_tokens ?? promptEstimate,
-        usage?.completion_tokens ?? (await countTokens(completionText)),
-        'ok',
-      )
-    : await settle(0, 0, 'rejected');
+  const charged = response.ok
+    ? {
+        prompt_tokens: usage?.prompt_tokens ?? promptEstimate,
+        completion_tokens: usage?.completion_tokens ?? (await countTokens(completionText)),
+      }
+    : { prompt_tokens: 0, completion_tokens: 0 };
+  const after = await settle(charged.prompt_tokens, charged.completion_tokens, response.ok ? 'ok' : 'rejected');
   if (after.limit !== null) reply.header('x-ratelimit-remaining-tokens', String(after.remaining));
   reply.header('x-gatehouse-provider', provider.name);
   // The provider's own answer, byte for byte (an error of the request itself, 4xx, included),
   // with the shared key scrubbed should a provider ever echo it.
   reply.status(response.status).type('application/json');
-  return text.replaceAll(key, '[redacted]');
+  return { text: text.replaceAll(key, '[redacted]'), charged, remaining: after.remaining };
+}
+
+/** A JSON answer: the provider's body as it came, and what was charged for it. */
+export interface Answered {
+  text: string;
+  charged: { prompt_tokens: number; completion_tokens: number };
+  /** Left of the token budget after the charge (null: unlimited). */
+  remaining: number | null;
+}
+
+/** The seed's simple answer, from a chat completion's answer. */
+export function simpleCompletion(answered: Answered, reply: FastifyReply) {
+  const parsed = JSON.parse(answered.text) as {
+    id?: string;
+    model?: string;
+    choices?: { message?: { content?: unknown }; finish_reason?: string | null }[];
+    usage?: UpstreamUsage;
+  };
+  const choice = parsed.choices?.[0];
+  const { prompt_tokens: prompt, completion_tokens: completion } = answered.charged;
+  reply.type('application/json; charset=utf-8');
+  return {
+    id: parsed.id ?? '',
+    model: parsed.model ?? '',
+    provider: String(reply.getHeader('x-gatehouse-provider') ?? ''),
+    text: typeof choice?.message?.content === 'string' ? choice.message.content : '',
+    finish_reason: choice?.finish_reason ?? null,
+    usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
+    tokens_remaining: answered.remaining,
+  };
 }

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
-import { createHarness, type Harness, type TestTenant, type TestUser } from '../../../test/harness.js';
+import { createHarness, fieldsOf, type Harness, type TestTenant, type TestUser } from '../../../test/harness.js';
 
 const SHARED_KEY = 'sk-shared-provider-key-never-leaves';
 
@@ -266,5 +266,58 @@ describe('streaming (stream: true) through the openai SDK', () => {
     }
     assert.equal(usage.tokens_reserved, 0, 'nothing stays held');
     assert.equal(usage.totals.errors, 1, 'recorded as cancelled');
+  });
+});
+
+describe('POST /api/llm/completion (seed 001’s simple form)', () => {
+  const complete = (user: TestUser, body: Record<string, unknown>) =>
+    h.request({ method: 'POST', url: '/api/llm/completion', token: user.apiKey, body });
+
+  it('a prompt in, the text out, with what was charged and what is left', async () => {
+    const t = await tenantWithProviders();
+    const user = await t.user();
+    const res = await complete(user, { prompt: 'Say hello', model: 'gpt-test', max_tokens: 50 });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body, {
+      id: 'chatcmpl-fake',
+      model: 'gpt-test',
+      provider: 'primary',
+      text: 'Hello from the fake provider',
+      finish_reason: 'stop',
+      usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 },
+      tokens_remaining: 10_000 - 18,
+    });
+    const sent = primary.calls.at(-1)?.body;
+    assert.deepEqual(sent?.messages, [{ role: 'user', content: 'Say hello' }]);
+    assert.equal(sent?.max_tokens, 50);
+  });
+
+  it('counted usage when the provider reports none; the provider’s 400 as it came; 400 naming a missing prompt', async () => {
+    const t = await tenantWithProviders();
+    const user = await t.user();
+    primary.next('no_usage');
+    const counted = await complete(user, { prompt: 'Say hello', model: 'gpt-test' });
+    assert.equal(counted.body.usage.completion_tokens, 5);
+    assert.equal(counted.body.tokens_remaining, 10_000 - counted.body.usage.total_tokens);
+    primary.next('bad_request');
+    const refused = await complete(user, { prompt: 'x', model: 'gpt-test' });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error.param, 'temperature');
+    const missing = await complete(user, { model: 'gpt-test' });
+    assert.equal(missing.status, 400);
+    assert.ok(fieldsOf(missing).includes('prompt'));
+  });
+
+  it('stream: true answers with the chat completion events', async () => {
+    const t = await tenantWithProviders();
+    const user = await t.user();
+    const res = await fetch(`${baseURL.replace('/v1', '')}/completion`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${user.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'Say hello', model: 'gpt-test', stream: true }),
+    });
+    assert.match(String(res.headers.get('content-type')), /^text\/event-stream/);
+    const events = (await res.text()).split('\n\n').filter(Boolean);
+    assert.equal(events.at(-1), 'data: [DONE]');
   });
 });
