@@ -3,7 +3,7 @@ import { json } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
-import { type BudgetView, budgetOf, reserveTokens, settleReservation } from '../usage/budget.service.js';
+import { type BudgetView, reserveTokens, settleReservation } from '../usage/budget.service.js';
 import { applyLimitStates, hitLimits, requestLimitSpecs } from '../usage/rate-limits.js';
 import { listProviderRows, type ProviderRow } from './providers.repo.js';
 import { providerKey } from './providers.service.js';
