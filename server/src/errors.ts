@@ -46,6 +46,17 @@ export class AppError extends Error {
   }
 }
 
+/** 400 validation_failed naming one field (DESIGN: bad input gets a 400 that names the field). */
+export function invalidField(
+  field: string,
+  message: string,
+  options: { in?: 'body' | 'querystring'; summary?: string } = {},
+): AppError {
+  return new AppError('validation_failed', options.summary ?? `${field} ${message}`, {
+    details: { fields: [{ field, in: options.in ?? 'body', message }] },
+  });
+}
+
 export function notFound(what: string): AppError {
   return new AppError('not_found', `${what} not found`);
 }

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { Deps } from '../../deps.js';
-import { AppError } from '../../errors.js';
+import { invalidField } from '../../errors.js';
 import { clientInfo, userOf } from '../../http/authenticate.js';
 import { type App, errors } from '../../http/schemas.js';
 import { publicTenant } from '../../http/tenant.js';
@@ -50,8 +50,8 @@ export function registerAccountRoutes(app: App, deps: Deps): void {
     async (request) => {
       const email = request.body.email ?? request.body.username;
       if (!email) {
-        throw new AppError('validation_failed', 'Invalid request: email is required', {
-          details: { fields: [{ field: 'email', in: 'body', message: 'is required (or username, form-encoded)' }] },
+        throw invalidField('email', 'is required (or username, form-encoded)', {
+          summary: 'Invalid request: email is required',
         });
       }
       const tenant = await publicTenant(deps, request);

@@ -3,7 +3,7 @@ import type { ResolvedPrincipal } from '../../auth-cache.js';
 import { json } from '../../db/index.js';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
-import { AppError, notFound } from '../../errors.js';
+import { AppError, invalidField, notFound } from '../../errors.js';
 import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
 import { API_KEY_PREFIX } from '../../lib/key-prefixes.js';
 import { createSecret, hasValidChecksum, sha256, visibleStart } from '../../lib/tokens.js';
@@ -246,10 +246,7 @@ const PLAN_LIMITS = ['requests', 'llm_requests'] as const;
 
 function verifyLimitSpecs(owner: BudgetOwner, ratelimits: VerifyRatelimit[]): LimitSpec[] {
   return ratelimits.flatMap((r, i) => {
-    const field = (name: string, message: string) =>
-      new AppError('validation_failed', `ratelimits.${i}.${name} ${message}`, {
-        details: { fields: [{ field: `ratelimits.${i}.${name}`, in: 'body', message }] },
-      });
+    const field = (name: string, message: string) => invalidField(`ratelimits.${i}.${name}`, message);
     const builtIn = (PLAN_LIMITS as readonly string[]).includes(r.name);
     if (builtIn) {
       if (r.limit !== undefined || r.duration !== undefined) {

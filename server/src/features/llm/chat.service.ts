@@ -1,12 +1,12 @@
 import type { FastifyReply } from 'fastify';
 import { json } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
-import { AppError } from '../../errors.js';
+import { AppError, invalidField } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
 import { type BudgetView, reserveTokens, settleReservation } from '../usage/budget.service.js';
 import { applyLimitStates, hitLimits, requestLimitSpecs } from '../usage/rate-limits.js';
-import { listProviderRows, type ProviderRow } from './providers.repo.js';
-import { providerKey } from './providers.service.js';
+import type { ProviderRow } from './providers.repo.js';
+import { enabledProviders, providerKey } from './providers.service.js';
 import { countMessageTokens, countTokens } from './tokens.js';
 
 /** The fields Gatehouse reads; everything else in the body goes to the provider as sent. */
@@ -29,18 +29,9 @@ const OPENAI_LIMIT_HEADERS = {
   reset: 'x-ratelimit-reset-requests',
 };
 
-function invalid(field: string, message: string): AppError {
-  return new AppError('validation_failed', `${field} ${message}`, {
-    details: { fields: [{ field, in: 'body', message }] },
-  });
-}
-
 /** The enabled providers offering `model`, highest priority first. */
 async function targetsFor(deps: Deps, tenantId: string, model: string): Promise<ProviderRow[]> {
-  const rows = await listProviderRows(deps.db.kysely, tenantId);
-  return rows
-    .filter((row) => row.disabled_at === null && json.read<string[]>(row.models, []).includes(model))
-    .sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
+  return (await enabledProviders(deps, tenantId)).filter((row) => json.read<string[]>(row.models, []).includes(model));
 }
 
 /** A provider failure worth trying the next provider for (before any byte reached the client). */
@@ -114,7 +105,7 @@ export async function admit(
   const { limits } = principal;
   const requested = body.max_completion_tokens ?? body.max_tokens;
   if (limits.maxTokensPerRequest !== null && requested !== undefined && requested > limits.maxTokensPerRequest) {
-    throw invalid('max_tokens', `must be at most ${limits.maxTokensPerRequest} on the ${limits.plan} plan`);
+    throw invalidField('max_tokens', `must be at most ${limits.maxTokensPerRequest} on the ${limits.plan} plan`);
   }
   const targets = await targetsFor(deps, principal.tenantId, body.model);
   if (targets.length === 0) {

@@ -1,7 +1,7 @@
 import { json } from '../../db/index.js';
 import type { LlmProviderTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
-import { AppError, notFound } from '../../errors.js';
+import { invalidField, notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
 import { recordAudit } from '../audit/audit.service.js';
 import {
@@ -51,22 +51,17 @@ export function presentProvider(row: ProviderRow) {
   };
 }
 
-const invalid = (field: string, message: string) =>
-  new AppError('validation_failed', `${field} ${message}`, {
-    details: { fields: [{ field, in: 'body', message }] },
-  });
-
 /** An http(s) URL without credentials, query or fragment, kept without its trailing slash. */
 function baseUrl(text: string): string {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw invalid('base_url', 'must be a URL such as https://api.example.com/v1');
+    throw invalidField('base_url', 'must be a URL such as https://api.example.com/v1');
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw invalid('base_url', 'must be http(s)');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw invalidField('base_url', 'must be http(s)');
   if (url.username || url.password || url.search || url.hash) {
-    throw invalid('base_url', 'must not carry credentials, a query or a fragment (the key goes in api_key)');
+    throw invalidField('base_url', 'must not carry credentials, a query or a fragment (the key goes in api_key)');
   }
   return url.toString().replace(/\/+$/, '');
 }
@@ -93,7 +88,7 @@ export async function createProvider(
   client: ClientInfo,
 ) {
   const url = input.base_url ?? (input.preset && PROVIDER_PRESETS[input.preset].base_url);
-  if (!url) throw invalid('base_url', 'is required unless a preset is named');
+  if (!url) throw invalidField('base_url', 'is required unless a preset is named');
   const now = deps.clock.now();
   const id = deps.ids.next('prv');
   const row: ProviderRow = {
@@ -171,6 +166,14 @@ export async function deleteProvider(deps: Deps, tenantId: string, id: string, a
   });
 }
 
+/** The enabled providers, highest priority first (then oldest): the order calls try them in. */
+export async function enabledProviders(deps: Deps, tenantId: string): Promise<ProviderRow[]> {
+  const rows = await listProviderRows(deps.db.kysely, tenantId);
+  return rows
+    .filter((row) => row.disabled_at === null)
+    .sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
+}
+
 /** The provider's key in clear, for the outbound call only (the LLM gateway). */
 export function providerKey(deps: Deps, row: Pick<LlmProviderTable, 'id' | 'api_key_sealed'>): string {
   return deps.masterKey.open(row.api_key_sealed, keyAad(row.id)).toString('utf8');
@@ -181,8 +184,7 @@ export function providerKey(deps: Deps, row: Pick<LlmProviderTable, 'id' | 'api_
  * enabled provider, once, owned by the first provider that offers it (by priority).
  */
 export async function listModels(deps: Deps, tenantId: string) {
-  const rows = (await listProviderRows(deps.db.kysely, tenantId)).filter((row) => row.disabled_at === null);
-  rows.sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
+  const rows = await enabledProviders(deps, tenantId);
   const seen = new Map<string, { id: string; object: 'model'; created: number; owned_by: string }>();
   for (const row of rows) {
     for (const model of json.read<string[]>(row.models, [])) {

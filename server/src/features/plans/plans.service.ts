@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database, TokenPeriod } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
-import { AppError, notFound } from '../../errors.js';
+import { AppError, invalidField, notFound } from '../../errors.js';
 import type { Actor, ClientInfo, UserLimits } from '../../http/principal.js';
 import { requireUser } from '../accounts/accounts.service.js';
 import { recordAudit } from '../audit/audit.service.js';
@@ -147,13 +147,9 @@ export async function updatePlan(
   const plan = await requirePlan(deps, tenantId, id);
   const { default: makeDefault, ...changes } = input;
   if (makeDefault === false) {
-    throw new AppError(
-      'validation_failed',
-      'A tenant always has a default plan: make another plan the default instead',
-      {
-        details: { fields: [{ field: 'default', in: 'body', message: 'can only be set to true' }] },
-      },
-    );
+    throw invalidField('default', 'can only be set to true', {
+      summary: 'A tenant always has a default plan: make another plan the default instead',
+    });
   }
   await deps.db.kysely.transaction().execute(async (trx) => {
     await updatePlanRow(trx, tenantId, plan.id, { ...changes, updated_at: deps.clock.now() });

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../../config.js';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
-import { AppError, notFound } from '../../errors.js';
+import { AppError, invalidField, notFound } from '../../errors.js';
 import type { Actor } from '../../http/principal.js';
 import { createSecret } from '../../lib/tokens.js';
 import { recordAudit } from '../audit/audit.service.js';
@@ -88,8 +88,8 @@ export async function createTenant(
   checkSettings(deps.config, settings);
   const slug = input.slug ?? slugify(input.name);
   if (!/^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$/.test(slug)) {
-    throw new AppError('validation_failed', 'slug must be 1-48 lowercase letters, digits or dashes', {
-      details: { fields: [{ field: 'slug', in: 'body', message: 'must match ^[a-z0-9-]+$' }] },
+    throw invalidField('slug', 'must match ^[a-z0-9-]+$', {
+      summary: 'slug must be 1-48 lowercase letters, digits or dashes',
     });
   }
   const now = deps.clock.now();

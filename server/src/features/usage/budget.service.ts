@@ -144,6 +144,27 @@ function assertTokens(tokens: number, what: string) {
 }
 
 /**
+ * Takes tokens from the owner's budget for this period, as a hold (`reserved`) or a charge
+ * (`used`), only if they fit: first frees the owner's expired holds, then one conditional update
+ * (see addToBudget). When they do not fit, marks the budget exceeded (quota.exceeded, once) and
+ * returns false; the caller commits, so the mark and its event stand.
+ */
+async function takeFromBudget(
+  trx: Kysely<Database>,
+  deps: Deps,
+  owner: BudgetOwner,
+  period: Period,
+  take: { reserved: number; used: number },
+): Promise<boolean> {
+  const now = deps.clock.now();
+  await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
+  await ensureBudget(trx, owner.tenantId, owner.userId, period, now);
+  if (await addToBudget(trx, keyOf(owner, period), { ...take, limit: owner.limits.tokenBudget, now })) return true;
+  await noteExceeded(trx, deps, owner, period);
+  return false;
+}
+
+/**
  * Holds `tokens` of the owner's budget before a call (an LLM call's worst case). Concurrent
  * reservations can never together pass the budget, on any number of instances: the hold is one
  * conditional update of the budget row (see addToBudget). Throws 429 quota_exceeded when it does
@@ -172,13 +193,7 @@ export async function reserveTokens(
     closed_at: null,
   };
   const granted = await deps.db.kysely.transaction().execute(async (trx) => {
-    await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
-    await ensureBudget(trx, owner.tenantId, owner.userId, period, now);
-    const limit = owner.limits.tokenBudget;
-    if (!(await addToBudget(trx, keyOf(owner, period), { reserved: tokens, used: 0, limit, now }))) {
-      await noteExceeded(trx, deps, owner, period);
-      return false; // commit: the exceeded mark and its event stand
-    }
+    if (!(await takeFromBudget(trx, deps, owner, period, { reserved: tokens, used: 0 }))) return false;
     await insertReservation(trx, reservation);
     return true;
   });
@@ -299,12 +314,7 @@ export async function chargeTokens(
   const period = periodAt(owner.limits.tokenPeriod, now);
   const key = keyOf(owner, period);
   const charged = await deps.db.kysely.transaction().execute(async (trx) => {
-    await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
-    await ensureBudget(trx, owner.tenantId, owner.userId, period, now);
-    if (!(await addToBudget(trx, key, { reserved: 0, used: tokens, limit: owner.limits.tokenBudget, now }))) {
-      await noteExceeded(trx, deps, owner, period);
-      return false;
-    }
+    if (!(await takeFromBudget(trx, deps, owner, period, { reserved: 0, used: tokens }))) return false;
     await recordUsageOn(trx, deps, owner, usage);
     await checkExhausted(trx, deps, owner, key);
     return true;

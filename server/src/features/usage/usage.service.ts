@@ -1,7 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import type { UsageRollupTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
-import { AppError, notFound } from '../../errors.js';
+import { invalidField, notFound } from '../../errors.js';
 import type { Principal } from '../../http/principal.js';
 import { requireUser } from '../accounts/accounts.service.js';
 import { limitsOf } from '../plans/plans.service.js';
@@ -155,8 +155,9 @@ export async function tenantUsage(
     if (text === undefined) return fallback;
     const ms = Date.parse(text);
     if (Number.isNaN(ms)) {
-      throw new AppError('validation_failed', `${field} must be an ISO 8601 date or date-time`, {
-        details: { fields: [{ field, in: 'querystring', message: 'is not a date' }] },
+      throw invalidField(field, 'is not a date', {
+        in: 'querystring',
+        summary: `${field} must be an ISO 8601 date or date-time`,
       });
     }
     return ms;
@@ -165,11 +166,10 @@ export async function tenantUsage(
   const to = parse(input.to, 'to', bucketStart(granularity, now) + (granularity === 'hour' ? 3_600_000 : 86_400_000));
   const size = granularity === 'hour' ? 3_600_000 : 86_400_000;
   if (to <= from || (to - from) / size > MAX_BUCKETS[granularity]) {
-    throw new AppError(
-      'validation_failed',
-      `from must be before to, and the range at most ${MAX_BUCKETS[granularity]} ${granularity}s`,
-      { details: { fields: [{ field: 'to', in: 'querystring', message: 'out of range' }] } },
-    );
+    throw invalidField('to', 'out of range', {
+      in: 'querystring',
+      summary: `from must be before to, and the range at most ${MAX_BUCKETS[granularity]} ${granularity}s`,
+    });
   }
   const query = { tenantId, granularity, from, to, userId: input.user_id };
   const db = deps.db.kysely;
