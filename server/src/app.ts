@@ -15,6 +15,7 @@ import { registerEventRoutes } from './features/events/events.routes.js';
 import { registerHealthRoutes } from './features/health/health.routes.js';
 import { registerChatRoutes } from './features/llm/chat.routes.js';
 import { registerProviderRoutes } from './features/llm/providers.routes.js';
+import { registerRoutingRoutes } from './features/llm/routing.routes.js';
 import { registerPlanRoutes } from './features/plans/plans.routes.js';
 import { Plan } from './features/plans/plans.schemas.js';
 import { registerServiceKeyRoutes } from './features/service-keys/service-keys.routes.js';
@@ -104,6 +105,7 @@ export async function buildApp(deps: Deps) {
   registerPlanRoutes(app, deps);
   registerUsageRoutes(app, deps);
   registerProviderRoutes(app, deps);
+  registerRoutingRoutes(app, deps);
   registerChatRoutes(app, deps);
   registerEventRoutes(app, deps);
   registerAuditRoutes(app, deps);

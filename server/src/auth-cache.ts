@@ -31,7 +31,7 @@ export interface ResolvedPrincipal {
   validUntil: number;
 }
 
-export type CacheKind = 'session' | 'api_key' | 'service_key' | 'me' | 'tenant' | 'origins' | 'plan';
+export type CacheKind = 'session' | 'api_key' | 'service_key' | 'me' | 'tenant' | 'origins' | 'plan' | 'llm';
 
 export function createAuthCache(ttlMs: number): AuthCache {
   let generation = 0;

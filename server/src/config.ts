@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseDuration } from './lib/duration.js';
+import { type Network, parseNetworks } from './lib/outbound.js';
 
 /**
  * The only reader of process.env. Every setting is parsed here, every problem is collected,
@@ -47,6 +48,16 @@ export interface Config {
     onStoreFailure: 'open' | 'closed';
     /** How long a token reservation holds budget when it is never settled or released. */
     reservationTtlMs: number;
+  };
+  /** Networks outside public unicast that outbound calls (LLM providers) may reach; none by default. */
+  outboundAllowedNetworks: Network[];
+  llm: {
+    /** Per provider attempt, until the answer's head arrives; then the next provider is tried. */
+    upstreamTimeoutMs: number;
+    /** Consecutive failures after which a provider is skipped (circuit open)… */
+    breakerFailures: number;
+    /** …for this long, before one trial call is let through. */
+    breakerCooldownMs: number;
   };
 }
 
@@ -128,6 +139,12 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('REFRESH_TOKEN_IDLE_TTL must not exceed REFRESH_TOKEN_ABSOLUTE_TTL');
   }
   const cores = availableParallelism();
+  let outboundAllowedNetworks: Network[] = [];
+  try {
+    outboundAllowedNetworks = parseNetworks(read('OUTBOUND_ALLOWED_NETWORKS') ?? '');
+  } catch (error) {
+    problems.push(`OUTBOUND_ALLOWED_NETWORKS: ${(error as Error).message}`);
+  }
 
   const config: Config = {
     nodeEnv,
@@ -162,6 +179,12 @@ export function loadConfig(env: Env = process.env): Config {
       enabled: oneOf('RATE_LIMITS', ['on', 'off'] as const, 'on') === 'on',
       onStoreFailure: oneOf('RATE_LIMIT_STORE_FAILURE', ['open', 'closed'] as const, 'open'),
       reservationTtlMs: duration('TOKEN_RESERVATION_TTL', '10m', 1000),
+    },
+    outboundAllowedNetworks,
+    llm: {
+      upstreamTimeoutMs: duration('LLM_UPSTREAM_TIMEOUT', '60s', 100),
+      breakerFailures: integer('LLM_BREAKER_FAILURES', 5, 1, 1000),
+      breakerCooldownMs: duration('LLM_BREAKER_COOLDOWN', '30s', 100),
     },
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -8,6 +8,7 @@ import { createKeyring, type Keyring } from './features/signing-keys/signing-key
 import { createRequestCounter, type RequestCounter } from './features/usage/request-counter.js';
 import { createIds, type Ids } from './lib/ids.js';
 import { createMasterKey, type MasterKey } from './lib/master-key.js';
+import { createOutbound, type Outbound } from './lib/outbound.js';
 import { createPasswordHasher, type PasswordHasher } from './lib/password-hasher.js';
 import { connectRedis, createLimiters, type Limiters, type RedisClient } from './limiter.js';
 
@@ -32,6 +33,8 @@ export interface Deps {
   /** Requests counted for the usage rollups, written every few seconds. */
   requestCounts: RequestCounter;
   caches: { auth: AuthCache };
+  /** HTTP to tenant-chosen addresses (LLM providers), under the outbound address policy. */
+  outbound: Outbound;
 }
 
 export interface DepsOptions {
@@ -93,6 +96,7 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
     caches: {
       auth: createAuthCache(config.authCacheTtlMs),
     },
+    outbound: createOutbound(config.outboundAllowedNetworks),
   };
 }
 
@@ -100,5 +104,6 @@ export async function closeDeps(deps: Deps): Promise<void> {
   await deps.lastUsed.flush().catch((error) => deps.log.error({ err: error }, 'could not flush last-used times'));
   deps.limiters.close();
   deps.redis?.destroy();
+  await deps.outbound.agent.close();
   await deps.db.close();
 }

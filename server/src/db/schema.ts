@@ -20,6 +20,9 @@ export interface Database {
   usage_rollups: UsageRollupTable;
   events: EventTable;
   llm_providers: LlmProviderTable;
+  llm_routes: LlmRouteTable;
+  llm_prices: LlmPriceTable;
+  llm_settings: LlmSettingsTable;
 }
 
 export interface TenantTable {
@@ -144,6 +147,8 @@ export interface PlanTable {
   max_tokens_per_request: number | null;
   tokens_per_month: number | null;
   token_period: TokenPeriod;
+  /** JSON array of public model names (a trailing * matches a prefix); null: every model. */
+  allowed_models: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -233,5 +238,34 @@ export interface LlmProviderTable {
   priority: number;
   disabled_at: number | null;
   created_at: number;
+  updated_at: number;
+}
+
+export interface LlmRouteTable {
+  id: string;
+  tenant_id: string;
+  /** The public model name clients ask for. */
+  model: string;
+  /** JSON array of {provider_id, model}: tried in order. */
+  targets: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/** Prices in micro-dollars per million tokens: 0.15 USD per million is 150000. */
+export interface LlmPriceTable {
+  tenant_id: string;
+  /** A provider model id, or "provider/model" for one provider's price. */
+  model: string;
+  input_micros: number;
+  output_micros: number;
+  updated_at: number;
+}
+
+export interface LlmSettingsTable {
+  tenant_id: string;
+  cache_enabled: number;
+  cache_ttl_seconds: number;
+  cache_charge: 'tokens' | 'free';
   updated_at: number;
 }

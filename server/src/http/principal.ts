@@ -25,6 +25,8 @@ export interface UserLimits {
   maxTokensPerRequest: number | null;
   tokenBudget: number | null;
   tokenPeriod: TokenPeriod;
+  /** Public model names the plan may call (a trailing * matches a prefix); null: every model. */
+  allowedModels: string[] | null;
   /** A key's own hourly limits, counted over that key's requests only (Unkey's per-key limits). */
   key: { requestsPerHour: number | null; llmRequestsPerHour: number | null } | null;
 }

@@ -15,7 +15,8 @@ export type IdKind =
   | 'rsv'
   | 'use'
   | 'evt'
-  | 'prv';
+  | 'prv'
+  | 'rte';
 
 export interface Ids {
   next(kind: IdKind): string;

@@ -3,6 +3,7 @@ import * as m0001 from './0001_init.js';
 import * as m0002 from './0002_plans.js';
 import * as m0003 from './0003_usage.js';
 import * as m0004 from './0004_llm_providers.js';
+import * as m0005 from './0005_llm_routing.js';
 
 /** Every migration, in order. Listed explicitly so bundlers and tsx need no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -10,4 +11,5 @@ export const migrations: Record<string, Migration> = {
   '0002_plans': m0002,
   '0003_usage': m0003,
   '0004_llm_providers': m0004,
+  '0005_llm_routing': m0005,
 };

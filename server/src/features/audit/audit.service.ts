@@ -32,7 +32,13 @@ export type AuditAction =
   | 'service_key.revoked'
   | 'llm_provider.created'
   | 'llm_provider.updated'
-  | 'llm_provider.deleted';
+  | 'llm_provider.deleted'
+  | 'llm_route.created'
+  | 'llm_route.updated'
+  | 'llm_route.deleted'
+  | 'llm_price.set'
+  | 'llm_price.deleted'
+  | 'llm_settings.updated';
 
 export interface AuditEntry {
   tenantId: string;

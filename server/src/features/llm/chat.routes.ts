@@ -44,6 +44,7 @@ const Completion = Type.Object({
     completion_tokens: Type.Integer(),
     total_tokens: Type.Integer(),
   }),
+  cost_usd: Type.Number({ description: "What the call cost at the tenant's prices (0 without a price)" }),
   tokens_remaining: Type.Union([Type.Integer(), Type.Null()], {
     description: 'Left of the token budget after this call',
   }),
@@ -68,7 +69,7 @@ export function registerChatRoutes(app: App, deps: Deps): void {
         tags: ['llm'],
         summary: "OpenAI-compatible chat completion through the tenant's providers, streaming (SSE) or not",
         body: ChatBody,
-        response: { ...errors(400, 401, 404, 429, 502) },
+        response: { ...errors(400, 401, 403, 404, 429, 502) },
       },
     },
     async (request, reply) => {
@@ -90,7 +91,7 @@ export function registerChatRoutes(app: App, deps: Deps): void {
         tags: ['llm'],
         summary: "Seed 001's simple form: a prompt in, the text out, over the same path as chat completions",
         body: CompletionBody,
-        response: { 200: Completion, ...errors(400, 401, 404, 429, 502) },
+        response: { 200: Completion, ...errors(400, 401, 403, 404, 429, 502) },
       },
     },
     async (request, reply) => {

@@ -1,12 +1,23 @@
 import type { FastifyReply } from 'fastify';
-import { json } from '../../db/index.js';
+import { type Dispatcher, request } from 'undici';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
+import { checkUrlHost, OutboundRefused } from '../../lib/outbound.js';
 import { type BudgetView, reserveTokens, settleReservation } from '../usage/budget.service.js';
-import { applyLimitStates, hitLimits, requestLimitSpecs } from '../usage/rate-limits.js';
-import type { ProviderRow } from './providers.repo.js';
-import { enabledProviders, providerKey } from './providers.service.js';
+import { applyLimitStates, hitLimits, type LimitHeaderNames, requestLimitSpecs } from '../usage/rate-limits.js';
+import { BrokenCircuitError, breakersOf, ProviderFailure } from './breakers.js';
+import {
+  costMicros,
+  type GatewayConfig,
+  gatewayConfig,
+  modelAllowed,
+  priceOf,
+  type Target,
+  targetsFor,
+} from './gateway-config.js';
+import { providerKey } from './providers.service.js';
+import { cacheable, cacheKey, responseCacheOf } from './response-cache.js';
 import { countMessageTokens, countTokens } from './tokens.js';
 
 /** The fields Gatehouse reads; everything else in the body goes to the provider as sent. */
@@ -19,82 +30,135 @@ export interface ChatRequest {
   [field: string]: unknown;
 }
 
-/** Per attempt, before the first byte; a provider that takes longer is skipped for the next. */
-const ATTEMPT_TIMEOUT_MS = 60_000;
-
 /** OpenAI's x-ratelimit-* headers (requests: the plan's LLM calls per hour; tokens: the budget). */
-const OPENAI_LIMIT_HEADERS = {
+const OPENAI_LIMIT_HEADERS: LimitHeaderNames = {
   limit: 'x-ratelimit-limit-requests',
   remaining: 'x-ratelimit-remaining-requests',
   reset: 'x-ratelimit-reset-requests',
+  formatReset: goDuration,
 };
 
-/** The enabled providers offering `model`, highest priority first. */
-async function targetsFor(deps: Deps, tenantId: string, model: string): Promise<ProviderRow[]> {
-  return (await enabledProviders(deps, tenantId)).filter((row) => json.read<string[]>(row.models, []).includes(model));
+/** Seconds the way OpenAI writes its resets (Go durations): 59s, 6m0s, 1h0m0s. */
+export function goDuration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  if (h > 0) return `${h}h${m}m${s}s`;
+  if (m > 0) return `${m}m${s}s`;
+  return `${s}s`;
 }
 
-/** A provider failure worth trying the next provider for (before any byte reached the client). */
-const retryable = (status: number) => status === 429 || status >= 500 || status === 401 || status === 403;
+/**
+ * A provider failure worth trying the next provider for (before any byte reached the client):
+ * 429, 5xx, 401/403 (the shared key's trouble, not the user's) and redirects, which are not followed.
+ */
+const providerFault = (status: number) =>
+  status === 429 || status >= 500 || status === 401 || status === 403 || (status >= 300 && status < 400);
 
 export interface UpstreamUsage {
   prompt_tokens?: number;
   completion_tokens?: number;
 }
 
-/** The provider that answered (with a status not worth failing over), or why none did. */
-type Opened = { provider: ProviderRow; key: string; response: Response } | { failure: string; cancelled: boolean };
+export type Upstream = Dispatcher.ResponseData;
 
 /**
- * Sends the request to the providers offering the model, in priority order, until one answers
- * with something other than a connection error, a timeout, 429, 5xx or 401/403 (a provider's
- * own trouble, worth the next provider). Nothing has reached the client yet.
+ * One attempt at one provider, through the outbound agent (the address policy, no redirects).
+ * Its own troubles become a ProviderFailure, which its circuit breaker counts; the client going
+ * away is rethrown as it is.
+ */
+async function callProvider(
+  deps: Deps,
+  target: Target,
+  payload: string,
+  key: string,
+  clientGone: AbortSignal,
+): Promise<Upstream> {
+  const url = `${target.provider.base_url}/chat/completions`;
+  let response: Upstream;
+  try {
+    checkUrlHost(new URL(url), deps.outbound.allowed);
+    response = await request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: payload,
+      dispatcher: deps.outbound.agent,
+      signal: clientGone,
+      // The timeout covers the wait for the answer's head, and then any silence within a stream.
+      headersTimeout: deps.config.llm.upstreamTimeoutMs,
+      bodyTimeout: deps.config.llm.upstreamTimeoutMs,
+    });
+  } catch (error) {
+    if (clientGone.aborted) throw error;
+    const refused = [error, (error as { cause?: unknown }).cause].find((e) => e instanceof OutboundRefused);
+    if (refused) throw new ProviderFailure('refused_address', (refused as Error).message);
+    const code = (error as { code?: string }).code;
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+      throw new ProviderFailure('timeout', 'timed out');
+    }
+    throw new ProviderFailure('unreachable', `unreachable (${code ?? (error as Error).message})`);
+  }
+  if (providerFault(response.statusCode)) {
+    await response.body.dump();
+    throw new ProviderFailure('status', `HTTP ${response.statusCode}`);
+  }
+  return response;
+}
+
+/** The provider that answered (with a status not worth failing over), or why none did. */
+type Opened = { target: Target; key: string; response: Upstream } | { failure: string; cancelled: boolean };
+
+/**
+ * Sends the request to the model's targets in order until one answers with something other than
+ * a provider failure. A provider whose circuit is open is skipped. Nothing has reached the client yet.
  */
 async function openUpstream(
   deps: Deps,
-  targets: ProviderRow[],
-  payload: string,
+  tenantId: string,
+  targets: Target[],
+  upstreamBody: ChatRequest,
   clientGone: AbortSignal,
 ): Promise<Opened> {
-  let failure = 'no provider answered';
-  for (const provider of targets) {
+  const failures: string[] = [];
+  const breakers = breakersOf(deps);
+  const asSent = JSON.stringify(upstreamBody);
+  for (const target of targets) {
+    const { provider } = target;
     const key = providerKey(deps, provider);
-    let response: Response;
+    const payload =
+      target.model === upstreamBody.model ? asSent : JSON.stringify({ ...upstreamBody, model: target.model });
     try {
-      response = await fetch(`${provider.base_url}/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-        body: payload,
-        redirect: 'error',
-        // The timeout covers the wait for the answer's head; a stream then runs as long as it runs.
-        signal: AbortSignal.any([clientGone, AbortSignal.timeout(ATTEMPT_TIMEOUT_MS)]),
-      });
+      const response = await breakers.run(tenantId, provider, () =>
+        callProvider(deps, target, payload, key, clientGone),
+      );
+      return { target, key, response };
     } catch (error) {
       if (clientGone.aborted) return { failure: 'the client went away', cancelled: true };
-      failure = `${provider.name}: ${(error as Error).name === 'TimeoutError' ? 'timed out' : 'unreachable'}`;
-      deps.log.warn({ provider: provider.name, err: error }, 'LLM provider failed; trying the next');
-      continue;
+      if (error instanceof BrokenCircuitError) {
+        failures.push(`${provider.name}: skipped after repeated failures`);
+        continue;
+      }
+      if (!(error instanceof ProviderFailure)) throw error;
+      failures.push(`${provider.name}: ${error.message}`);
+      deps.log.warn({ provider: provider.name, reason: error.message }, 'LLM provider failed; trying the next');
     }
-    if (!retryable(response.status)) return { provider, key, response };
-    await response.body?.cancel();
-    failure = `${provider.name}: HTTP ${response.status}`;
-    deps.log.warn({ provider: provider.name, status: response.status }, 'LLM provider failed; trying the next');
   }
-  return { failure, cancelled: false };
+  return { failure: failures.join('; ') || 'no provider answered', cancelled: false };
 }
 
 /** What was checked and held before any provider is called. */
 interface Admitted {
-  targets: ProviderRow[];
+  config: GatewayConfig;
+  targets: Target[];
   reservationId: string;
   promptEstimate: number;
-  payload: string;
+  upstreamBody: ChatRequest;
 }
 
 /**
- * The checks before any provider is called: max_tokens against the plan, the model, the plan's
- * LLM calls per hour, and a reservation of the worst case (the prompt plus every completion
- * token allowed) from the token budget.
+ * The checks before any provider is called: max_tokens against the plan, the model (served
+ * here, and allowed by the plan), the plan's LLM calls per hour, and a reservation of the worst
+ * case (the prompt plus every completion token allowed) from the token budget.
  */
 export async function admit(
   deps: Deps,
@@ -107,9 +171,15 @@ export async function admit(
   if (limits.maxTokensPerRequest !== null && requested !== undefined && requested > limits.maxTokensPerRequest) {
     throw invalidField('max_tokens', `must be at most ${limits.maxTokensPerRequest} on the ${limits.plan} plan`);
   }
-  const targets = await targetsFor(deps, principal.tenantId, body.model);
+  const config = await gatewayConfig(deps, principal.tenantId);
+  const targets = targetsFor(config, body.model);
   if (targets.length === 0) {
     throw new AppError('not_found', `The model "${body.model}" is not offered here; GET /api/llm/v1/models lists them`);
+  }
+  if (!modelAllowed(limits.allowedModels, body.model)) {
+    throw new AppError('forbidden', `The ${limits.plan} plan does not include the model "${body.model}"`, {
+      details: { model: body.model, plan: limits.plan },
+    });
   }
   const llmLimits = await hitLimits(deps, requestLimitSpecs(principal, 'llm_requests'));
   applyLimitStates(deps, reply, llmLimits, OPENAI_LIMIT_HEADERS);
@@ -121,6 +191,10 @@ export async function admit(
   if (budget.limit !== null) {
     reply.header('x-ratelimit-limit-tokens', String(budget.limit));
     reply.header('x-ratelimit-remaining-tokens', String(budget.remaining));
+    reply.header(
+      'x-ratelimit-reset-tokens',
+      goDuration(Math.max(0, Math.ceil((budget.period.end - deps.clock.now()) / 1000))),
+    );
   }
   const upstreamBody: ChatRequest = { ...body };
   if (requested === undefined && maxTokens !== undefined) upstreamBody.max_tokens = maxTokens;
@@ -128,17 +202,47 @@ export async function admit(
   if (body.stream === true) {
     upstreamBody.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
   }
-  return { targets, reservationId: reservation.id, promptEstimate, payload: JSON.stringify(upstreamBody) };
+  return { config, targets, reservationId: reservation.id, promptEstimate, upstreamBody };
 }
 
 /** A call that a provider answered (2xx, or its own 4xx), and how to settle it. */
 export interface Call {
-  provider: ProviderRow;
+  target: Target;
   key: string;
-  response: Response;
+  response: Upstream;
   promptEstimate: number;
-  /** Settles the reservation with what was used, recording the usage event. */
-  settle(promptTokens: number, completionTokens: number, status: string): Promise<BudgetView>;
+  /** Settles the reservation with what was used, recording the usage event with its cost. */
+  settle(promptTokens: number, completionTokens: number, status: string): Promise<Settled>;
+}
+
+export interface Settled {
+  budget: BudgetView;
+  costMicros: number;
+}
+
+/** Settles an admitted call, pricing what it used by the tenant's price table. */
+function settler(deps: Deps, principal: UserPrincipal, body: ChatRequest, admitted: Admitted, started: number) {
+  return async (
+    target: Target | null,
+    promptTokens: number,
+    completionTokens: number,
+    status: string,
+    provider = target?.provider.name ?? null,
+  ): Promise<Settled> => {
+    const price = target ? priceOf(admitted.config, target, body.model) : undefined;
+    const cost = costMicros(price, promptTokens, completionTokens);
+    const budget = await settleReservation(deps, principal, admitted.reservationId, {
+      kind: 'llm',
+      model: body.model,
+      provider,
+      promptTokens,
+      completionTokens,
+      costMicros: cost,
+      latencyMs: Date.now() - started,
+      status,
+    });
+    return { budget, costMicros: cost };
+  };
 }
 
 /**
@@ -154,18 +258,19 @@ export async function startCall(
   clientGone: AbortSignal,
 ): Promise<Call> {
   const admitted = await admit(deps, principal, body, reply);
-  const started = Date.now();
-  const settle = (provider: string | null, promptTokens: number, completionTokens: number, status: string) =>
-    settleReservation(deps, principal, admitted.reservationId, {
-      kind: 'llm',
-      model: body.model,
-      provider,
-      promptTokens,
-      completionTokens,
-      latencyMs: Date.now() - started,
-      status,
-    });
-  const opened = await openUpstream(deps, admitted.targets, admitted.payload, clientGone);
+  return openCall(deps, principal, body, admitted, clientGone, Date.now());
+}
+
+async function openCall(
+  deps: Deps,
+  principal: UserPrincipal,
+  body: ChatRequest,
+  admitted: Admitted,
+  clientGone: AbortSignal,
+  started: number,
+): Promise<Call> {
+  const settle = settler(deps, principal, body, admitted, started);
+  const opened = await openUpstream(deps, principal.tenantId, admitted.targets, admitted.upstreamBody, clientGone);
   if ('failure' in opened) {
     await settle(null, 0, 0, opened.cancelled ? 'cancelled' : 'upstream_error');
     if (opened.cancelled) throw new AppError('invalid_request', 'The client closed the request');
@@ -174,15 +279,31 @@ export async function startCall(
   return {
     ...opened,
     promptEstimate: admitted.promptEstimate,
-    settle: (promptTokens, completionTokens, status) =>
-      settle(opened.provider.name, promptTokens, completionTokens, status),
+    settle: (promptTokens, completionTokens, status) => settle(opened.target, promptTokens, completionTokens, status),
   };
+}
+
+/** Cost headers and the budget left, once a JSON answer is settled. */
+function settledHeaders(reply: FastifyReply, settled: Settled, provider: string) {
+  if (settled.budget.limit !== null) reply.header('x-ratelimit-remaining-tokens', String(settled.budget.remaining));
+  reply.header('x-gatehouse-provider', provider);
+  reply.header('x-gatehouse-cost-usd', usd(settled.costMicros));
+}
+
+/** Micro-dollars as a decimal USD string (no float noise): 1234 → "0.001234". */
+export function usd(micros: number): string {
+  const whole = Math.floor(micros / 1_000_000);
+  const fraction = String(micros % 1_000_000)
+    .padStart(6, '0')
+    .replace(/0+$/, '');
+  return fraction ? `${whole}.${fraction}` : String(whole);
 }
 
 /**
  * POST /api/llm/v1/chat/completions, non-streaming: the reservation is settled with the
  * provider's usage, or the tokenizer's count when it reports none, and the provider's JSON goes
- * back as it came.
+ * back as it came. With the tenant's response cache on, a repeat of a cacheable request is
+ * answered from the cache (`x-gatehouse-cache: hit`) and charged per the tenant's setting.
  */
 export async function chatCompletion(
   deps: Deps,
@@ -191,11 +312,56 @@ export async function chatCompletion(
   reply: FastifyReply,
   clientGone: AbortSignal,
 ): Promise<Answered> {
-  const { provider, key, response, promptEstimate, settle } = await startCall(deps, principal, body, reply, clientGone);
-  const text = await response.text();
+  const started = Date.now();
+  const admitted = await admit(deps, principal, body, reply);
+  const { cache } = admitted.config;
+  const cacheKeyed = cache.enabled && cacheable(body) ? cacheKey(principal.tenantId, body) : null;
+  if (cacheKeyed) {
+    const hit = await responseCacheOf(deps).get(cacheKeyed);
+    reply.header('x-gatehouse-cache', hit ? 'hit' : 'miss');
+    if (hit) {
+      const charged =
+        cache.charge === 'tokens'
+          ? { prompt_tokens: hit.promptTokens, completion_tokens: hit.completionTokens }
+          : { prompt_tokens: 0, completion_tokens: 0 };
+      const target = admitted.targets.find((t) => t.provider.name === hit.provider) ?? null;
+      const settled = await settler(deps, principal, body, admitted, started)(
+        cache.charge === 'tokens' ? target : null,
+        charged.prompt_tokens,
+        charged.completion_tokens,
+        'ok',
+        'cache',
+      );
+      settledHeaders(reply, settled, hit.provider);
+      reply.status(200).type('application/json');
+      return { text: hit.text, charged, remaining: settled.budget.remaining, costMicros: settled.costMicros };
+    }
+  }
+
+  const { target, key, response, promptEstimate, settle } = await openCall(
+    deps,
+    principal,
+    body,
+    admitted,
+    clientGone,
+    started,
+  );
+  const ok = response.statusCode >= 200 && response.statusCode < 300;
+  const provider = target.provider.name;
+  let text: string;
+  try {
+    text = await response.body.text();
+  } catch (error) {
+    if (clientGone.aborted) {
+      await settle(promptEstimate, 0, 'cancelled');
+      throw new AppError('invalid_request', 'The client closed the request');
+    }
+    await settle(promptEstimate, 0, 'interrupted');
+    throw new AppError('upstream_unavailable', `${provider}'s answer broke off (${(error as Error).message})`);
+  }
   let usage: UpstreamUsage | undefined;
   let completionText = '';
-  if (response.ok) {
+  if (ok) {
     try {
       const parsed = JSON.parse(text) as { usage?: UpstreamUsage; choices?: { message?: { content?: unknown } }[] };
       usage = parsed.usage;
@@ -204,22 +370,35 @@ export async function chatCompletion(
         .join('');
     } catch {
       await settle(0, 0, 'upstream_error');
-      throw new AppError('upstream_unavailable', `${provider.name} answered with invalid JSON`);
+      throw new AppError('upstream_unavailable', `${provider} answered with invalid JSON`);
     }
   }
-  const charged = response.ok
+  const charged = ok
     ? {
         prompt_tokens: usage?.prompt_tokens ?? promptEstimate,
         completion_tokens: usage?.completion_tokens ?? (await countTokens(completionText)),
       }
     : { prompt_tokens: 0, completion_tokens: 0 };
-  const after = await settle(charged.prompt_tokens, charged.completion_tokens, response.ok ? 'ok' : 'rejected');
-  if (after.limit !== null) reply.header('x-ratelimit-remaining-tokens', String(after.remaining));
-  reply.header('x-gatehouse-provider', provider.name);
+  const settled = await settle(charged.prompt_tokens, charged.completion_tokens, ok ? 'ok' : 'rejected');
+  settledHeaders(reply, settled, provider);
   // The provider's own answer, byte for byte (an error of the request itself, 4xx, included),
   // with the shared key scrubbed should a provider ever echo it.
-  reply.status(response.status).type('application/json');
-  return { text: text.replaceAll(key, '[redacted]'), charged, remaining: after.remaining };
+  const answer = text.replaceAll(key, '[redacted]');
+  if (cacheKeyed && response.statusCode === 200) {
+    await responseCacheOf(deps).set(
+      cacheKeyed,
+      {
+        text: answer,
+        provider,
+        model: target.model,
+        promptTokens: charged.prompt_tokens,
+        completionTokens: charged.completion_tokens,
+      },
+      cache.ttlSeconds,
+    );
+  }
+  reply.status(response.statusCode).type('application/json');
+  return { text: answer, charged, remaining: settled.budget.remaining, costMicros: settled.costMicros };
 }
 
 /** A JSON answer: the provider's body as it came, and what was charged for it. */
@@ -228,6 +407,7 @@ export interface Answered {
   charged: { prompt_tokens: number; completion_tokens: number };
   /** Left of the token budget after the charge (null: unlimited). */
   remaining: number | null;
+  costMicros: number;
 }
 
 /** The seed's simple answer, from a chat completion's answer. */
@@ -248,6 +428,7 @@ export function simpleCompletion(answered: Answered, reply: FastifyReply) {
     text: typeof choice?.message?.content === 'string' ? choice.message.content : '',
     finish_reason: choice?.finish_reason ?? null,
     usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
+    cost_usd: answered.costMicros / 1_000_000,
     tokens_remaining: answered.remaining,
   };
 }

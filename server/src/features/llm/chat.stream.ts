@@ -29,12 +29,14 @@ export async function streamChatCompletion(
   reply: FastifyReply,
   clientGone: AbortSignal,
 ): Promise<void> {
-  const { provider, key, response, promptEstimate, settle } = await startCall(deps, principal, body, reply, clientGone);
-  if (!response.ok || !response.body) {
+  const { target, key, response, promptEstimate, settle } = await startCall(deps, principal, body, reply, clientGone);
+  const provider = target.provider;
+  if (response.statusCode < 200 || response.statusCode >= 300) {
     // The provider refused the request itself (4xx): its error goes back as JSON, nothing charged.
+    const text = await response.body.text().catch(() => '');
     await settle(0, 0, 'rejected');
-    reply.status(response.status).type('application/json');
-    reply.send((await response.text()).replaceAll(key, '[redacted]'));
+    reply.status(response.statusCode).type('application/json');
+    reply.send(text.replaceAll(key, '[redacted]'));
     return;
   }
 
@@ -77,11 +79,8 @@ export async function streamChatCompletion(
   let broken = false;
   try {
     const decoder = new TextDecoder();
-    const reader = response.body.getReader();
-    for (;;) {
-      const { done: ended, value } = await reader.read();
-      if (ended) break;
-      parser.feed(decoder.decode(value, { stream: true }));
+    for await (const chunk of response.body) {
+      parser.feed(decoder.decode(chunk as Buffer, { stream: true }));
       if (mustDrain && !out.destroyed) {
         mustDrain = false;
         await once(out, 'drain', { signal: clientGone });
@@ -93,6 +92,7 @@ export async function streamChatCompletion(
   const promptTokens = usage?.prompt_tokens ?? promptEstimate;
   const completionTokens = usage?.completion_tokens ?? (await countTokens(completionText));
   if (clientGone.aborted) {
+    response.body.destroy();
     await settle(promptEstimate, await countTokens(completionText), 'cancelled');
     out.destroy();
     return;

@@ -12,7 +12,8 @@ let primary: FakeLlm;
 let backup: FakeLlm;
 let baseURL: string;
 before(async () => {
-  h = await createHarness();
+  // The fake providers listen on loopback, which only an operator's allowance opens.
+  h = await createHarness({ OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8' });
   [primary, backup] = await Promise.all([startFakeLlm(), startFakeLlm()]);
   // The official SDK needs a real socket.
   await h.app.listen({ port: 0, host: '127.0.0.1' });
@@ -285,6 +286,7 @@ describe('POST /api/llm/completion (seed 001’s simple form)', () => {
       text: 'Hello from the fake provider',
       finish_reason: 'stop',
       usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 },
+      cost_usd: 0,
       tokens_remaining: 10_000 - 18,
     });
     const sent = primary.calls.at(-1)?.body;

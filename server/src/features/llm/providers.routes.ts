@@ -4,11 +4,11 @@ import { clientInfo, userOf } from '../../http/authenticate.js';
 import { actorOf } from '../../http/principal.js';
 import { type App, errors, IdParams, Timestamp } from '../../http/schemas.js';
 import { actingTenant } from '../../http/tenant.js';
+import { gatewayConfig, modelList } from './gateway-config.js';
 import {
   createProvider,
   deleteProvider,
   getProvider,
-  listModels,
   listProviders,
   PROVIDER_PRESETS,
   updateProvider,
@@ -22,6 +22,9 @@ const Provider = Type.Object({
   models: Type.Array(Type.String()),
   priority: Type.Integer({ description: 'Higher is tried first for a model several providers offer' }),
   enabled: Type.Boolean(),
+  circuit_open: Type.Boolean({
+    description: 'Skipped by this instance after consecutive failures, until a trial call succeeds',
+  }),
   created_at: Timestamp,
   updated_at: Timestamp,
 });
@@ -147,7 +150,7 @@ export function registerProviderRoutes(app: App, deps: Deps): void {
     '/api/admin/llm/providers/:id',
     {
       config: { auth },
-      schema: { tags, params: IdParams, response: { 204: Type.Null(), ...errors(401, 403, 404) } },
+      schema: { tags, params: IdParams, response: { 204: Type.Null(), ...errors(401, 403, 404, 409) } },
     },
     async (request, reply) => {
       const tenant = await actingTenant(deps, request);
@@ -179,6 +182,9 @@ export function registerProviderRoutes(app: App, deps: Deps): void {
         },
       },
     },
-    (request) => listModels(deps, userOf(request).tenantId),
+    async (request) => {
+      const user = userOf(request);
+      return modelList(await gatewayConfig(deps, user.tenantId), user.limits.allowedModels);
+    },
   );
 }

@@ -1,9 +1,12 @@
 import { json } from '../../db/index.js';
 import type { LlmProviderTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
-import { invalidField, notFound } from '../../errors.js';
+import { AppError, invalidField, notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
+import { checkUrlHost, OutboundRefused } from '../../lib/outbound.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { breakersOf } from './breakers.js';
+import { forgetGatewayConfig, type RouteTarget } from './gateway-config.js';
 import {
   deleteProviderRow,
   findProvider,
@@ -12,6 +15,7 @@ import {
   type ProviderRow,
   updateProviderRow,
 } from './providers.repo.js';
+import { listRouteRows } from './routing.repo.js';
 
 /** OpenAI-compatible endpoints of the providers the seeds name, so an admin only pastes a key. */
 export const PROVIDER_PRESETS = {
@@ -37,7 +41,7 @@ export interface ProviderInput {
 
 const keyAad = (id: string) => `llm_provider:${id}`;
 
-export function presentProvider(row: ProviderRow) {
+export function presentProvider(deps: Deps, row: ProviderRow) {
   return {
     id: row.id,
     name: row.name,
@@ -46,13 +50,17 @@ export function presentProvider(row: ProviderRow) {
     models: json.read<string[]>(row.models, []),
     priority: row.priority,
     enabled: row.disabled_at === null,
+    circuit_open: breakersOf(deps).isOpen(row.id),
     created_at: new Date(row.created_at).toISOString(),
     updated_at: new Date(row.updated_at).toISOString(),
   };
 }
 
-/** An http(s) URL without credentials, query or fragment, kept without its trailing slash. */
-function baseUrl(text: string): string {
+/**
+ * An http(s) URL without credentials, query or fragment, kept without its trailing slash. An
+ * address literal outside the outbound policy is refused here; names are checked when connecting.
+ */
+function baseUrl(deps: Deps, text: string): string {
   let url: URL;
   try {
     url = new URL(text);
@@ -63,11 +71,17 @@ function baseUrl(text: string): string {
   if (url.username || url.password || url.search || url.hash) {
     throw invalidField('base_url', 'must not carry credentials, a query or a fragment (the key goes in api_key)');
   }
+  try {
+    checkUrlHost(url, deps.outbound.allowed);
+  } catch (error) {
+    if (error instanceof OutboundRefused) throw invalidField('base_url', error.message);
+    throw error;
+  }
   return url.toString().replace(/\/+$/, '');
 }
 
 export async function listProviders(deps: Deps, tenantId: string) {
-  return (await listProviderRows(deps.db.kysely, tenantId)).map(presentProvider);
+  return (await listProviderRows(deps.db.kysely, tenantId)).map((row) => presentProvider(deps, row));
 }
 
 async function requireProvider(deps: Deps, tenantId: string, id: string): Promise<ProviderRow> {
@@ -77,7 +91,7 @@ async function requireProvider(deps: Deps, tenantId: string, id: string): Promis
 }
 
 export async function getProvider(deps: Deps, tenantId: string, id: string) {
-  return presentProvider(await requireProvider(deps, tenantId, id));
+  return presentProvider(deps, await requireProvider(deps, tenantId, id));
 }
 
 export async function createProvider(
@@ -96,7 +110,7 @@ export async function createProvider(
     tenant_id: tenantId,
     name: input.name,
     kind: 'openai',
-    base_url: baseUrl(url),
+    base_url: baseUrl(deps, url),
     api_key_sealed: deps.masterKey.seal(input.api_key, keyAad(id)),
     models: json.write([...new Set(input.models ?? [])]),
     priority: input.priority ?? 0,
@@ -115,7 +129,8 @@ export async function createProvider(
       data: { name: row.name, base_url: row.base_url },
     });
   });
-  return presentProvider(row);
+  forgetGatewayConfig(deps, tenantId);
+  return presentProvider(deps, row);
 }
 
 /** Changes any field; a new `api_key` replaces the stored one (it is never shown). */
@@ -131,7 +146,7 @@ export async function updateProvider(
   const now = deps.clock.now();
   const changes: Partial<ProviderRow> = { updated_at: now };
   if (input.name !== undefined) changes.name = input.name;
-  if (input.base_url !== undefined) changes.base_url = baseUrl(input.base_url);
+  if (input.base_url !== undefined) changes.base_url = baseUrl(deps, input.base_url);
   if (input.api_key !== undefined) changes.api_key_sealed = deps.masterKey.seal(input.api_key, keyAad(id));
   if (input.models !== undefined) changes.models = json.write([...new Set(input.models)]);
   if (input.priority !== undefined) changes.priority = input.priority;
@@ -148,12 +163,26 @@ export async function updateProvider(
       data: { fields: Object.keys(input) },
     });
   });
+  forgetGatewayConfig(deps, tenantId);
   return getProvider(deps, tenantId, id);
 }
 
 export async function deleteProvider(deps: Deps, tenantId: string, id: string, actor: Actor, client: ClientInfo) {
   const row = await requireProvider(deps, tenantId, id);
   await deps.db.kysely.transaction().execute(async (trx) => {
+    const routes = (await listRouteRows(trx, tenantId)).filter((route) =>
+      json.read<RouteTarget[]>(route.targets, []).some((target) => target.provider_id === id),
+    );
+    if (routes.length > 0) {
+      const models = routes.map((route) => route.model);
+      throw new AppError(
+        'conflict',
+        `Routes still send calls to this provider: ${models.join(', ')}; change them first`,
+        {
+          details: { routes: models },
+        },
+      );
+    }
     await deleteProviderRow(trx, tenantId, id);
     await recordAudit(trx, deps, {
       tenantId,
@@ -164,34 +193,10 @@ export async function deleteProvider(deps: Deps, tenantId: string, id: string, a
       data: { name: row.name },
     });
   });
-}
-
-/** The enabled providers, highest priority first (then oldest): the order calls try them in. */
-export async function enabledProviders(deps: Deps, tenantId: string): Promise<ProviderRow[]> {
-  const rows = await listProviderRows(deps.db.kysely, tenantId);
-  return rows
-    .filter((row) => row.disabled_at === null)
-    .sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : 1));
+  forgetGatewayConfig(deps, tenantId);
 }
 
 /** The provider's key in clear, for the outbound call only (the LLM gateway). */
 export function providerKey(deps: Deps, row: Pick<LlmProviderTable, 'id' | 'api_key_sealed'>): string {
   return deps.masterKey.open(row.api_key_sealed, keyAad(row.id)).toString('utf8');
-}
-
-/**
- * The models users may ask for (GET /api/llm/v1/models, OpenAI's shape): every model of an
- * enabled provider, once, owned by the first provider that offers it (by priority).
- */
-export async function listModels(deps: Deps, tenantId: string) {
-  const rows = await enabledProviders(deps, tenantId);
-  const seen = new Map<string, { id: string; object: 'model'; created: number; owned_by: string }>();
-  for (const row of rows) {
-    for (const model of json.read<string[]>(row.models, [])) {
-      if (!seen.has(model)) {
-        seen.set(model, { id: model, object: 'model', created: Math.floor(row.created_at / 1000), owned_by: row.name });
-      }
-    }
-  }
-  return { object: 'list' as const, data: [...seen.values()].sort((a, b) => (a.id < b.id ? -1 : 1)) };
 }

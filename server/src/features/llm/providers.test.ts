@@ -51,10 +51,11 @@ describe('LLM providers (admin)', () => {
     const { call } = await adminOf(t);
     const created = await call('POST', '/api/admin/llm/providers', {
       name: 'local',
-      base_url: 'http://127.0.0.1:9999/v1/',
+      base_url: 'http://llm.internal.example:9999/v1/',
       api_key: SHARED_KEY,
     });
-    assert.equal(created.body.base_url, 'http://127.0.0.1:9999/v1');
+    assert.equal(created.body.base_url, 'http://llm.internal.example:9999/v1');
+    assert.equal(created.body.circuit_open, false);
     const patched = await call('PATCH', `/api/admin/llm/providers/${created.body.id}`, {
       models: ['m1'],
       priority: 5,
@@ -80,7 +81,7 @@ describe('LLM providers (admin)', () => {
     assert.equal((await call('GET', `/api/admin/llm/providers/${created.body.id}`)).status, 404);
   });
 
-  it('400 naming the field: no base_url and no preset, a bad URL, credentials in the URL, an unknown preset', async () => {
+  it('400 naming the field: no base_url and no preset, a bad URL, credentials in the URL, a private address, an unknown preset', async () => {
     const t = await h.tenant();
     const { call } = await adminOf(t);
     const post = (body: Record<string, unknown>) =>
@@ -90,6 +91,11 @@ describe('LLM providers (admin)', () => {
       { base_url: 'not a url' },
       { base_url: 'ftp://x.example' },
       { base_url: 'https://u:p@x.example' },
+      // Not public addresses, and no operator allowance here (OUTBOUND_ALLOWED_NETWORKS).
+      { base_url: 'http://127.0.0.1:11434/v1' },
+      { base_url: 'http://169.254.169.254/latest' },
+      { base_url: 'http://[::1]:8000/v1' },
+      { base_url: 'http://[::ffff:10.0.0.1]/v1' },
     ]) {
       const res = await post(body);
       assert.equal(res.status, 400, JSON.stringify(body));

@@ -14,6 +14,13 @@ export const limitFields = {
   token_period: Type.Union([Type.Literal('month'), Type.Literal('week'), Type.Literal('day')], {
     description: 'When the token budget resets: calendar month, ISO week (Monday) or day, in UTC',
   }),
+  allowed_models: Nullable(
+    Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 500, uniqueItems: false }),
+    {
+      description:
+        'Public model names the plan may call through the LLM gateway (a trailing * matches a prefix, e.g. gpt-4o*); null = every model',
+    },
+  ),
 };
 
 export const Plan = Type.Object(

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { json } from '../../db/index.js';
 import type { Database, TokenPeriod } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
@@ -23,13 +24,15 @@ export interface PlanLimits {
   max_tokens_per_request: number | null;
   tokens_per_month: number | null;
   token_period: TokenPeriod;
+  /** Public model names the plan may call (a trailing * matches a prefix); null: every model. */
+  allowed_models: string[] | null;
 }
 
 /**
  * The seeds' tiers (seeds 000 and 001; DESIGN capability 3), created with every tenant; free is the
  * default. Migration 0002 keeps its own copy on purpose: a landed migration must not change when this does.
  */
-export const DEFAULT_PLANS: ({ name: string } & PlanLimits)[] = [
+export const DEFAULT_PLANS: ({ name: string } & Omit<PlanLimits, 'allowed_models'>)[] = [
   {
     name: 'free',
     requests_per_hour: 100,
@@ -56,6 +59,11 @@ export const DEFAULT_PLANS: ({ name: string } & PlanLimits)[] = [
   },
 ];
 
+/** The stored allow-list: distinct names, or null for every model. */
+function modelList(models: string[] | null | undefined): string | null {
+  return models == null ? null : json.write([...new Set(models)]);
+}
+
 export function presentPlan(row: PlanRow, defaultPlanId: string | null) {
   return {
     id: row.id,
@@ -65,6 +73,7 @@ export function presentPlan(row: PlanRow, defaultPlanId: string | null) {
     max_tokens_per_request: row.max_tokens_per_request,
     tokens_per_month: row.tokens_per_month,
     token_period: row.token_period,
+    allowed_models: json.read<string[] | null>(row.allowed_models, null),
     default: row.id === defaultPlanId,
     created_at: new Date(row.created_at).toISOString(),
     updated_at: new Date(row.updated_at).toISOString(),
@@ -77,7 +86,7 @@ export async function createDefaultPlans(trx: Kysely<Database>, deps: Deps, tena
   let freeId = '';
   for (const plan of DEFAULT_PLANS) {
     const id = deps.ids.next('pln');
-    await insertPlan(trx, { id, tenant_id: tenantId, ...plan, created_at: now, updated_at: now });
+    await insertPlan(trx, { id, tenant_id: tenantId, ...plan, allowed_models: null, created_at: now, updated_at: now });
     if (plan.name === 'free') freeId = id;
   }
   return freeId;
@@ -116,6 +125,7 @@ export async function createPlan(
     max_tokens_per_request: input.max_tokens_per_request ?? null,
     tokens_per_month: input.tokens_per_month ?? null,
     token_period: input.token_period ?? 'month',
+    allowed_models: modelList(input.allowed_models),
     created_at: now,
     updated_at: now,
   };
@@ -145,7 +155,8 @@ export async function updatePlan(
   client: ClientInfo,
 ) {
   const plan = await requirePlan(deps, tenantId, id);
-  const { default: makeDefault, ...changes } = input;
+  const { default: makeDefault, allowed_models: models, ...limits } = input;
+  const changes = { ...limits, ...(models !== undefined && { allowed_models: modelList(models) }) };
   if (makeDefault === false) {
     throw invalidField('default', 'can only be set to true', {
       summary: 'A tenant always has a default plan: make another plan the default instead',
@@ -250,6 +261,7 @@ export async function limitsOf(
     maxTokensPerRequest: plan.max_tokens_per_request,
     tokenBudget: plan.tokens_per_month,
     tokenPeriod: plan.token_period,
+    allowedModels: json.read<string[] | null>(plan.allowed_models, null),
     key:
       key && (key.requests_per_hour !== null || key.llm_requests_per_hour !== null)
         ? { requestsPerHour: key.requests_per_hour, llmRequestsPerHour: key.llm_requests_per_hour }

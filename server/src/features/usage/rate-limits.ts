@@ -142,14 +142,14 @@ export function applyLimitStates(
   deps: Deps,
   reply: FastifyReply,
   states: LimitState[],
-  headerNames = RATE_LIMIT_HEADERS,
+  headerNames: LimitHeaderNames = RATE_LIMIT_HEADERS,
 ): void {
   if (states.length === 0) return;
   const worst = tightest(states);
   const resetSeconds = Math.max(0, Math.ceil((worst.resetAt - deps.clock.now()) / 1000));
   reply.header(headerNames.limit, String(worst.limit));
   reply.header(headerNames.remaining, String(worst.remaining));
-  reply.header(headerNames.reset, String(resetSeconds));
+  reply.header(headerNames.reset, headerNames.formatReset?.(resetSeconds) ?? String(resetSeconds));
   if (!worst.exceeded) return;
   const retryAfter = Math.max(1, resetSeconds);
   throw new AppError(
@@ -162,7 +162,15 @@ export function applyLimitStates(
   );
 }
 
-export const RATE_LIMIT_HEADERS = {
+export interface LimitHeaderNames {
+  limit: string;
+  remaining: string;
+  reset: string;
+  /** How the reset is written; seconds by default. */
+  formatReset?: (seconds: number) => string;
+}
+
+export const RATE_LIMIT_HEADERS: LimitHeaderNames = {
   limit: 'ratelimit-limit',
   remaining: 'ratelimit-remaining',
   reset: 'ratelimit-reset',

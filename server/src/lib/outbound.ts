@@ -1,0 +1,93 @@
+import { type LookupAddress, type LookupAllOptions, lookup } from 'node:dns';
+import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
+import { Agent } from 'undici';
+
+/**
+ * Outbound HTTP for addresses that tenants choose (LLM providers today; webhooks and OAuth
+ * providers later): an undici Agent that refuses to connect to anything but public unicast
+ * addresses, unless the operator allows a network (OUTBOUND_ALLOWED_NETWORKS). The check runs on
+ * the address actually connected to, after DNS, so a name that resolves (or re-resolves) to
+ * 169.254.169.254 or 10.0.0.5 is refused too (OWASP SSRF Prevention Cheat Sheet; ASVS 5.0 V1.3 /
+ * 4.0 V12.6.1). Redirects are not followed: undici.request follows none unless told to.
+ */
+export type Network = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+export class OutboundRefused extends Error {
+  constructor(
+    readonly host: string,
+    readonly address: string,
+  ) {
+    super(
+      `${host} resolves to ${address}, a private, loopback or otherwise non-public address; ` +
+        'an operator may allow it with OUTBOUND_ALLOWED_NETWORKS',
+    );
+    this.name = 'OutboundRefused';
+  }
+}
+
+/** Parses "127.0.0.0/8, ::1/128, 10.1.2.3" (a bare address is its own /32 or /128); throws naming the bad entry. */
+export function parseNetworks(text: string): Network[] {
+  return text
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      try {
+        if (entry.includes('/')) return ipaddr.parseCIDR(entry);
+        const address = ipaddr.parse(entry);
+        return [address, address.kind() === 'ipv4' ? 32 : 128] as Network;
+      } catch {
+        throw new Error(`"${entry}" is not an address or a CIDR network such as 10.0.0.0/8`);
+      }
+    });
+}
+
+/** Public unicast, or inside a network the operator allowed. IPv4-mapped IPv6 is judged as IPv4. */
+export function addressAllowed(address: string, allowed: readonly Network[]): boolean {
+  let ip: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    ip = ipaddr.process(address);
+  } catch {
+    return false;
+  }
+  if (ip.range() === 'unicast') return true;
+  return allowed.some(([network, bits]) => network.kind() === ip.kind() && ip.match(network, bits));
+}
+
+/** Refuses a URL whose host is an address literal outside the policy (names are checked at connect). */
+export function checkUrlHost(url: URL, allowed: readonly Network[]): void {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (isIP(host) && !addressAllowed(host, allowed)) throw new OutboundRefused(url.hostname, host);
+}
+
+type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+/** dns.lookup that fails when any address of the name is outside the policy (none is half-trusted). */
+function guardedLookup(allowed: readonly Network[]) {
+  return (hostname: string, options: LookupAllOptions | { all?: boolean }, callback: LookupCallback) => {
+    lookup(hostname, { ...options, all: true }, (error, addresses) => {
+      if (error) return callback(error, []);
+      const refused = addresses.find((a) => !addressAllowed(a.address, allowed));
+      if (refused) return callback(new OutboundRefused(hostname, refused.address), []);
+      if (options.all) return callback(null, addresses);
+      callback(null, addresses[0].address, addresses[0].family);
+    });
+  };
+}
+
+export interface Outbound {
+  /** The dispatcher for every request to a tenant-chosen address. */
+  agent: Agent;
+  allowed: readonly Network[];
+}
+
+export function createOutbound(allowed: readonly Network[]): Outbound {
+  const agent = new Agent({
+    connect: { lookup: guardedLookup(allowed) as never },
+    keepAliveTimeout: 30_000,
+    // Many concurrent calls to one provider share its connections (undici's default is unlimited).
+    connections: 256,
+  });
+  return { agent, allowed };
+}
