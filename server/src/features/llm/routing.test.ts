@@ -31,7 +31,11 @@ after(async () => {
 
 interface Setup {
   t: TestTenant;
-  admin: (method: string, url: string, body?: Record<string, unknown>) => ReturnType<Harness['request']>;
+  admin: (
+    method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE',
+    url: string,
+    body?: Record<string, unknown>,
+  ) => ReturnType<Harness['request']>;
   providerIds: Record<string, string>;
 }
 

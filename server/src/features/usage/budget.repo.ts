@@ -48,13 +48,14 @@ export function findBudget(db: Kysely<Database>, key: BudgetKey): Promise<Budget
  * Adds to the budget's reserved and used tokens. With `limit`, only if used + reserved stays within
  * it: one conditional UPDATE, so concurrent callers on any number of instances are serialised by
  * the row lock and each sees the others' holds (PostgreSQL re-checks the condition on the row it
- * waited for; SQLite runs one write at a time). Returns false when the limit would be passed.
+ * waited for; SQLite runs one write at a time). Returns the row as updated, or undefined when the
+ * limit would be passed (or the row does not exist yet).
  */
 export async function addToBudget(
   db: Kysely<Database>,
   key: BudgetKey,
   change: { reserved: number; used: number; limit: number | null; now: number },
-): Promise<boolean> {
+): Promise<BudgetRow | undefined> {
   let query = db
     .updateTable('token_budgets')
     .set((eb) => ({
@@ -68,8 +69,7 @@ export async function addToBudget(
   if (change.limit !== null) {
     query = query.where(sql`tokens_used + tokens_reserved + ${change.reserved + change.used}`, '<=', change.limit);
   }
-  const result = await query.executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
+  return query.returningAll().executeTakeFirst();
 }
 
 /** Marks the budget as run out for this period; true only for the caller that marked it first. */
@@ -99,23 +99,24 @@ export function findReservation(db: Kysely<Database>, tenantId: string, id: stri
 }
 
 /**
- * Closes a held reservation (settled, released or expired). Conditional on it still being held,
- * so of two racing closers exactly one gets the row back and adjusts the budget.
+ * Closes a held reservation (settled, released or expired), of `userId` when given. Conditional
+ * on it still being held, so of two racing closers exactly one gets the row back and adjusts the budget.
  */
 export function closeReservation(
   db: Kysely<Database>,
   tenantId: string,
   id: string,
   change: { status: 'settled' | 'released' | 'expired'; charged: number | null; now: number },
+  userId?: string,
 ) {
-  return db
+  let query = db
     .updateTable('token_reservations')
     .set({ status: change.status, charged: change.charged, closed_at: change.now })
     .where('tenant_id', '=', tenantId)
     .where('id', '=', id)
-    .where('status', '=', 'held')
-    .returning(['user_id', 'period_start', 'tokens'])
-    .executeTakeFirst();
+    .where('status', '=', 'held');
+  if (userId !== undefined) query = query.where('user_id', '=', userId);
+  return query.returning(['user_id', 'period_start', 'tokens']).executeTakeFirst();
 }
 
 /** Charges tokens to a reservation that expired before its call finished (the tokens were really used). */

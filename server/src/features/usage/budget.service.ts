@@ -7,6 +7,7 @@ import { emitEvent } from '../events/events.service.js';
 import {
   addToBudget,
   type BudgetKey,
+  type BudgetRow,
   closeReservation,
   ensureBudget,
   findBudget,
@@ -75,7 +76,11 @@ function forgetBudget(deps: Deps, key: BudgetKey): void {
 /** The owner's budget in the period that contains `at` (now by default), read from its row. */
 export async function budgetOf(deps: Deps, owner: BudgetOwner, at = deps.clock.now()): Promise<BudgetView> {
   const period = periodAt(owner.limits.tokenPeriod, at);
-  const row = await findBudget(deps.db.kysely, keyOf(owner, period));
+  return viewOf(owner, period, await findBudget(deps.db.kysely, keyOf(owner, period)));
+}
+
+/** The budget as a row shows it (after a write that returned it, no read needed). */
+function viewOf(owner: BudgetOwner, period: Period, row: BudgetRow | undefined): BudgetView {
   const used = row?.tokens_used ?? 0;
   const reserved = row?.tokens_reserved ?? 0;
   const limit = owner.limits.tokenBudget;
@@ -87,6 +92,12 @@ export async function budgetOf(deps: Deps, owner: BudgetOwner, at = deps.clock.n
     reserved,
     remaining: limit === null ? null : Math.max(0, limit - used - reserved),
   };
+}
+
+/** The budget now, from the row a write returned when it is this period's (else read). */
+async function budgetAfter(deps: Deps, owner: BudgetOwner, row: BudgetRow | undefined, now: number) {
+  const period = periodAt(owner.limits.tokenPeriod, now);
+  return row && row.period_start === period.start ? viewOf(owner, period, row) : budgetOf(deps, owner, now);
 }
 
 function quotaExceeded(budget: BudgetView, requested: number, now: number): AppError {
@@ -145,9 +156,10 @@ function assertTokens(tokens: number, what: string) {
 
 /**
  * Takes tokens from the owner's budget for this period, as a hold (`reserved`) or a charge
- * (`used`), only if they fit: first frees the owner's expired holds, then one conditional update
- * (see addToBudget). When they do not fit, marks the budget exceeded (quota.exceeded, once) and
- * returns false; the caller commits, so the mark and its event stand.
+ * (`used`), only if they fit: one conditional update (see addToBudget). Only when that fails are
+ * the period's row created and the owner's expired holds freed, and the update tried again. When
+ * they still do not fit, marks the budget exceeded (quota.exceeded, once) and returns undefined;
+ * the caller commits, so the mark and its event stand. Returns the budget row as updated.
  */
 async function takeFromBudget(
   trx: Kysely<Database>,
@@ -155,13 +167,18 @@ async function takeFromBudget(
   owner: BudgetOwner,
   period: Period,
   take: { reserved: number; used: number },
-): Promise<boolean> {
+): Promise<BudgetRow | undefined> {
   const now = deps.clock.now();
-  await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
+  const key = keyOf(owner, period);
+  const change = { ...take, limit: owner.limits.tokenBudget, now };
+  const taken = await addToBudget(trx, key, change);
+  if (taken) return taken;
   await ensureBudget(trx, owner.tenantId, owner.userId, period, now);
-  if (await addToBudget(trx, keyOf(owner, period), { ...take, limit: owner.limits.tokenBudget, now })) return true;
+  await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
+  const retaken = await addToBudget(trx, key, change);
+  if (retaken) return retaken;
   await noteExceeded(trx, deps, owner, period);
-  return false;
+  return undefined;
 }
 
 /**
@@ -193,14 +210,13 @@ export async function reserveTokens(
     closed_at: null,
   };
   const granted = await deps.db.kysely.transaction().execute(async (trx) => {
-    if (!(await takeFromBudget(trx, deps, owner, period, { reserved: tokens, used: 0 }))) return false;
-    await insertReservation(trx, reservation);
-    return true;
+    const row = await takeFromBudget(trx, deps, owner, period, { reserved: tokens, used: 0 });
+    if (row) await insertReservation(trx, reservation);
+    return row;
   });
   forgetBudget(deps, keyOf(owner, period));
-  const budget = await budgetOf(deps, owner, now);
-  if (!granted) throw quotaExceeded(budget, tokens, now);
-  return { reservation, budget };
+  if (!granted) throw quotaExceeded(await budgetOf(deps, owner, now), tokens, now);
+  return { reservation, budget: viewOf(owner, period, granted) };
 }
 
 async function recordUsageOn(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, usage: UsageRecord) {
@@ -238,11 +254,10 @@ async function recordUsageOn(trx: Kysely<Database>, deps: Deps, owner: BudgetOwn
   ]);
 }
 
-/** Marks the budget exceeded (once) when the charge used it up. */
-async function checkExhausted(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, key: BudgetKey) {
+/** Marks the budget exceeded (once) when the charge used it up (`row`: the budget as charged). */
+async function checkExhausted(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, row: BudgetRow | undefined) {
   const limit = owner.limits.tokenBudget;
   if (limit === null) return;
-  const row = await findBudget(trx, key);
   if (row && row.tokens_used >= limit) {
     await noteExceeded(trx, deps, owner, { start: row.period_start, end: row.period_end });
   }
@@ -257,32 +272,37 @@ export async function settleReservation(deps: Deps, owner: BudgetOwner, id: stri
   const charged = usage.promptTokens + usage.completionTokens;
   assertTokens(charged, 'prompt_tokens + completion_tokens');
   const now = deps.clock.now();
-  const key = await deps.db.kysely.transaction().execute(async (trx) => {
-    const existing = await findReservation(trx, owner.tenantId, id);
-    if (!existing || existing.user_id !== owner.userId) throw notFound('Reservation');
-    const key = { tenantId: owner.tenantId, userId: owner.userId, periodStart: existing.period_start };
-    const closed = await closeReservation(trx, owner.tenantId, id, { status: 'settled', charged, now });
+  const { key, row } = await deps.db.kysely.transaction().execute(async (trx) => {
+    // The common case in one statement: the owner's reservation, still held.
+    const closed = await closeReservation(trx, owner.tenantId, id, { status: 'settled', charged, now }, owner.userId);
+    let key: BudgetKey;
+    let row: BudgetRow | undefined;
     if (closed) {
-      await addToBudget(trx, key, { reserved: -closed.tokens, used: charged, limit: null, now });
-    } else if (await settleExpired(trx, owner.tenantId, id, charged, now)) {
-      await addToBudget(trx, key, { reserved: 0, used: charged, limit: null, now });
+      key = { tenantId: owner.tenantId, userId: owner.userId, periodStart: closed.period_start };
+      row = await addToBudget(trx, key, { reserved: -closed.tokens, used: charged, limit: null, now });
     } else {
-      throw new AppError('conflict', `This reservation is already ${existing.status}`, {
-        details: { status: existing.status },
-      });
+      const existing = await findReservation(trx, owner.tenantId, id);
+      if (!existing || existing.user_id !== owner.userId) throw notFound('Reservation');
+      if (!(await settleExpired(trx, owner.tenantId, id, charged, now))) {
+        throw new AppError('conflict', `This reservation is already ${existing.status}`, {
+          details: { status: existing.status },
+        });
+      }
+      key = { tenantId: owner.tenantId, userId: owner.userId, periodStart: existing.period_start };
+      row = await addToBudget(trx, key, { reserved: 0, used: charged, limit: null, now });
     }
     await recordUsageOn(trx, deps, owner, usage);
-    await checkExhausted(trx, deps, owner, key);
-    return key;
+    await checkExhausted(trx, deps, owner, row);
+    return { key, row };
   });
   forgetBudget(deps, key);
-  return budgetOf(deps, owner, now);
+  return budgetAfter(deps, owner, row, now);
 }
 
 /** Frees all of a held reservation (the call was never made). */
 export async function releaseReservation(deps: Deps, owner: BudgetOwner, id: string) {
   const now = deps.clock.now();
-  const key = await deps.db.kysely.transaction().execute(async (trx) => {
+  const { key, row } = await deps.db.kysely.transaction().execute(async (trx) => {
     const existing = await findReservation(trx, owner.tenantId, id);
     if (!existing || existing.user_id !== owner.userId) throw notFound('Reservation');
     const closed = await closeReservation(trx, owner.tenantId, id, { status: 'released', charged: null, now });
@@ -292,11 +312,11 @@ export async function releaseReservation(deps: Deps, owner: BudgetOwner, id: str
       });
     }
     const key = { tenantId: owner.tenantId, userId: owner.userId, periodStart: existing.period_start };
-    await addToBudget(trx, key, { reserved: -closed.tokens, used: 0, limit: null, now });
-    return key;
+    const row = await addToBudget(trx, key, { reserved: -closed.tokens, used: 0, limit: null, now });
+    return { key, row };
   });
   forgetBudget(deps, key);
-  return budgetOf(deps, owner, now);
+  return budgetAfter(deps, owner, row, now);
 }
 
 /**
@@ -313,14 +333,15 @@ export async function chargeTokens(
   const now = deps.clock.now();
   const period = periodAt(owner.limits.tokenPeriod, now);
   const key = keyOf(owner, period);
-  const charged = await deps.db.kysely.transaction().execute(async (trx) => {
-    if (!(await takeFromBudget(trx, deps, owner, period, { reserved: 0, used: tokens }))) return false;
+  const row = await deps.db.kysely.transaction().execute(async (trx) => {
+    const taken = await takeFromBudget(trx, deps, owner, period, { reserved: 0, used: tokens });
+    if (!taken) return undefined;
     await recordUsageOn(trx, deps, owner, usage);
-    await checkExhausted(trx, deps, owner, key);
-    return true;
+    await checkExhausted(trx, deps, owner, taken);
+    return taken;
   });
   forgetBudget(deps, key);
-  return { charged, budget: await budgetOf(deps, owner, now) };
+  return { charged: row !== undefined, budget: await budgetAfter(deps, owner, row, now) };
 }
 
 /** The sweeper: expires unsettled reservations of everyone, a batch at a time. */
