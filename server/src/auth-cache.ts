@@ -9,7 +9,9 @@ import type { Principal } from './http/principal.js';
  * Every write that can revoke or change a credential, a user or a tenant calls `clear()` after its commit:
  * on this instance the change takes effect at once. Other instances see it within the TTL
  * (AUTH_CACHE_TTL, 2 s by default); SQLite mode has one instance, so there it is always exact.
- * A generation counter stops a read that started before a `clear()` from caching what it read.
+ * Version counters stop a read that started before a `forget()` or `clear()` from caching what it
+ * read: one per entry (so a write to one user's budget does not keep every other entry from being
+ * cached under load), and one for principals, moved only by what a principal is made of.
  */
 export interface AuthCache {
   read<T extends object>(kind: CacheKind, key: string, load: () => Promise<T | undefined>): Promise<T | undefined>;
@@ -33,11 +35,16 @@ export interface ResolvedPrincipal {
 
 export type CacheKind = 'session' | 'api_key' | 'service_key' | 'me' | 'tenant' | 'origins' | 'plan' | 'llm';
 
+/** Entries that principals are not built from: forgetting one leaves cached principals alone. */
+const NOT_OF_PRINCIPALS: ReadonlySet<CacheKind> = new Set(['me', 'llm']);
+
 export function createAuthCache(ttlMs: number): AuthCache {
   let generation = 0;
   const ttl = Math.max(ttlMs, 1);
   const entries = new LRUCache<string, object>({ max: 50_000, ttl });
   const principals = new LRUCache<string, ResolvedPrincipal>({ max: 50_000, ttl });
+  /** Per entry: how many times it was forgotten (recently; a read outliving 100,000 others is not a concern). */
+  const versions = new LRUCache<string, number>({ max: 100_000 });
   return {
     async read<T extends object>(kind: CacheKind, key: string, load: () => Promise<T | undefined>) {
       if (ttlMs === 0) return load();
@@ -45,8 +52,11 @@ export function createAuthCache(ttlMs: number): AuthCache {
       const hit = entries.get(cacheKey);
       if (hit) return hit as T;
       const seen = generation;
+      const seenVersion = versions.get(cacheKey);
       const value = await load();
-      if (value !== undefined && seen === generation) entries.set(cacheKey, value);
+      if (value !== undefined && seen === generation && seenVersion === versions.get(cacheKey)) {
+        entries.set(cacheKey, value);
+      }
       return value;
     },
     peek<T extends object>(kind: CacheKind, key: string) {
@@ -61,8 +71,10 @@ export function createAuthCache(ttlMs: number): AuthCache {
     },
     generation: () => generation,
     forget(kind, key) {
-      generation++;
-      entries.delete(`${kind}:${key}`);
+      const cacheKey = `${kind}:${key}`;
+      versions.set(cacheKey, (versions.get(cacheKey) ?? 0) + 1);
+      if (!NOT_OF_PRINCIPALS.has(kind)) generation++;
+      entries.delete(cacheKey);
     },
     clear() {
       generation++;
