@@ -27,7 +27,7 @@ import { registerTenantRoutes, TenantBody } from './features/tenants/tenants.rou
 import { expireReservations } from './features/usage/budget.service.js';
 import { registerUsageRoutes } from './features/usage/usage.routes.js';
 import { TokenBudget } from './features/usage/usage.schemas.js';
-import { flushRequestCounts } from './features/usage/usage.service.js';
+import { flushUsage } from './features/usage/usage.service.js';
 import { registerAuthentication } from './http/authenticate.js';
 import { registerCors } from './http/cors.js';
 import { createLazyRequestLogger } from './http/lazy-logger.js';
@@ -126,7 +126,7 @@ function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<v
   };
   const timers = [
     every(5_000, () => deps.lastUsed.flush(), 'last-used flush'),
-    every(5_000, () => flushRequestCounts(deps), 'request count flush'),
+    every(1_000, () => flushUsage(deps), 'usage flush'),
     every(30_000, async () => void (await expireReservations(deps)), 'reservation expiry'),
     every(60_000, () => pruneSessions(deps), 'refresh token pruning'),
     every(60_000, () => deps.keyring.refresh(), 'signing key refresh'),
@@ -134,7 +134,7 @@ function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<v
   app.addHook('onClose', async () => {
     for (const timer of timers) clearInterval(timer);
     await deps.lastUsed.flush();
-    await flushRequestCounts(deps);
+    await flushUsage(deps);
   });
 }
 

@@ -19,7 +19,6 @@ import {
   settleExpired,
 } from './budget.repo.js';
 import { type Period, periodAt } from './periods.js';
-import { addToRollups, insertUsageEvent } from './usage.repo.js';
 
 /** Whose budget: a user, the key they called with, and their limits. */
 export interface BudgetOwner {
@@ -219,24 +218,28 @@ export async function reserveTokens(
   return { reservation, budget: viewOf(owner, period, granted) };
 }
 
-async function recordUsageOn(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, usage: UsageRecord) {
+/**
+ * Queues the usage event and its rollups (written within a second by flushUsage; ADR 0008). Called
+ * once the charge is committed: the budget is the exact, durable account; these are its records.
+ */
+function recordUsage(deps: Deps, owner: BudgetOwner, usage: UsageRecord) {
   const now = deps.clock.now();
-  await insertUsageEvent(trx, {
-    id: deps.ids.next('use'),
-    tenant_id: owner.tenantId,
-    user_id: owner.userId,
-    api_key_id: owner.apiKeyId,
-    kind: usage.kind,
-    model: usage.model ?? null,
-    provider: usage.provider ?? null,
-    prompt_tokens: usage.promptTokens,
-    completion_tokens: usage.completionTokens,
-    cost_micros: usage.costMicros ?? 0,
-    latency_ms: usage.latencyMs ?? null,
-    status: usage.status,
-    created_at: now,
-  });
-  await addToRollups(trx, [
+  deps.requestCounts.record(
+    {
+      id: deps.ids.next('use'),
+      tenant_id: owner.tenantId,
+      user_id: owner.userId,
+      api_key_id: owner.apiKeyId,
+      kind: usage.kind,
+      model: usage.model ?? null,
+      provider: usage.provider ?? null,
+      prompt_tokens: usage.promptTokens,
+      completion_tokens: usage.completionTokens,
+      cost_micros: usage.costMicros ?? 0,
+      latency_ms: usage.latencyMs ?? null,
+      status: usage.status,
+      created_at: now,
+    },
     {
       tenantId: owner.tenantId,
       userId: owner.userId,
@@ -251,7 +254,7 @@ async function recordUsageOn(trx: Kysely<Database>, deps: Deps, owner: BudgetOwn
       completionTokens: usage.completionTokens,
       costMicros: usage.costMicros ?? 0,
     },
-  ]);
+  );
 }
 
 /** Marks the budget exceeded (once) when the charge used it up (`row`: the budget as charged). */
@@ -291,10 +294,10 @@ export async function settleReservation(deps: Deps, owner: BudgetOwner, id: stri
       key = { tenantId: owner.tenantId, userId: owner.userId, periodStart: existing.period_start };
       row = await addToBudget(trx, key, { reserved: 0, used: charged, limit: null, now });
     }
-    await recordUsageOn(trx, deps, owner, usage);
     await checkExhausted(trx, deps, owner, row);
     return { key, row };
   });
+  recordUsage(deps, owner, usage);
   forgetBudget(deps, key);
   return budgetAfter(deps, owner, row, now);
 }
@@ -336,10 +339,10 @@ export async function chargeTokens(
   const row = await deps.db.kysely.transaction().execute(async (trx) => {
     const taken = await takeFromBudget(trx, deps, owner, period, { reserved: 0, used: tokens });
     if (!taken) return undefined;
-    await recordUsageOn(trx, deps, owner, usage);
     await checkExhausted(trx, deps, owner, taken);
     return taken;
   });
+  if (row) recordUsage(deps, owner, usage);
   forgetBudget(deps, key);
   return { charged: row !== undefined, budget: await budgetAfter(deps, owner, row, now) };
 }

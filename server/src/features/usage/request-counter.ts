@@ -1,22 +1,33 @@
 import { bucketStart } from './periods.js';
-import type { UsageDelta } from './usage.repo.js';
+import type { UsageDelta, UsageEventRow } from './usage.repo.js';
 
 /**
- * Plain API requests are counted in memory and added to the rollups every few seconds (and at
- * shutdown, and before this instance answers a usage query), like `last_used_at`: a database
- * write per request would cost more than the request. Limits do not read these counts; they have
- * their own exact counters.
+ * Usage records are written behind: plain API requests are counted in memory, and metered calls
+ * (LLM calls, credit charges) queue their usage event and rollup delta, all written in one
+ * transaction every second (and at shutdown, and before this instance answers a usage query). A
+ * database write per request would cost more than the request. What is exact and written at once
+ * is the token budget (ADR 0007, 0008); these are the records of it. Limits do not read them; they
+ * have their own exact counters.
  */
 export interface RequestCounter {
   add(tenantId: string, userId: string, apiKeyId: string | null, at: number): void;
-  /** Takes everything counted so far. */
-  drain(): UsageDelta[];
+  /** Queues a metered call's usage event and what it adds to the rollups. */
+  record(event: UsageEventRow, delta: UsageDelta): void;
+  /** Takes everything queued so far. */
+  drain(): UsageBatch;
   /** Puts back what could not be written, to try again at the next flush. */
-  restore(deltas: UsageDelta[]): void;
+  restore(batch: UsageBatch): void;
+}
+
+export interface UsageBatch {
+  events: UsageEventRow[];
+  deltas: UsageDelta[];
 }
 
 export function createRequestCounter(): RequestCounter {
   let pending = new Map<string, UsageDelta>();
+  let events: UsageEventRow[] = [];
+  let deltas: UsageDelta[] = [];
   const count = (tenantId: string, userId: string, apiKeyId: string | null, hour: number, requests: number) => {
     const key = `${tenantId}\u0000${userId}\u0000${apiKeyId ?? ''}\u0000${hour}`;
     const existing = pending.get(key);
@@ -41,13 +52,20 @@ export function createRequestCounter(): RequestCounter {
   };
   return {
     add: (tenantId, userId, apiKeyId, at) => count(tenantId, userId, apiKeyId, bucketStart('hour', at), 1),
+    record(event, delta) {
+      events.push(event);
+      deltas.push(delta);
+    },
     drain() {
-      const batch = [...pending.values()];
+      const batch = { events, deltas: [...pending.values(), ...deltas] };
       pending = new Map();
+      events = [];
+      deltas = [];
       return batch;
     },
-    restore(deltas) {
-      for (const d of deltas) count(d.tenantId, d.userId, d.apiKeyId, d.at, d.requests);
+    restore(batch) {
+      events = [...batch.events, ...events];
+      deltas = [...batch.deltas, ...deltas];
     },
   };
 }

@@ -22,8 +22,14 @@ export interface UsageDelta {
 
 const SUMS = ['requests', 'llm_requests', 'errors', 'prompt_tokens', 'completion_tokens', 'cost_micros'] as const;
 
-export async function insertUsageEvent(db: Kysely<Database>, row: UsageEventRow): Promise<void> {
-  await db.insertInto('usage_events').values(row).execute();
+export async function insertUsageEvents(db: Kysely<Database>, rows: UsageEventRow[]): Promise<void> {
+  // 13 parameters a row: stay well under SQLite's and PostgreSQL's parameter limits.
+  for (let i = 0; i < rows.length; i += 500) {
+    await db
+      .insertInto('usage_events')
+      .values(rows.slice(i, i + 500))
+      .execute();
+  }
 }
 
 /**

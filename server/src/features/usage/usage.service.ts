@@ -9,7 +9,7 @@ import { findReservation } from './budget.repo.js';
 import { type BudgetOwner, budgetOf, presentBudget } from './budget.service.js';
 import { bucketStart, periodAt } from './periods.js';
 import { applyLimitStates, hitLimits, type LimitState, peekLimits, requestLimitSpecs } from './rate-limits.js';
-import { addToRollups, groupRollups, totalRollups } from './usage.repo.js';
+import { addToRollups, groupRollups, insertUsageEvents, totalRollups } from './usage.repo.js';
 
 /**
  * Counts an authenticated request: in the usage rollups (buffered) and against the caller's
@@ -48,12 +48,15 @@ export function meterRequest(
   }, done);
 }
 
-/** Writes the buffered request counts into the rollups; what fails is kept for the next try. */
-export async function flushRequestCounts(deps: Deps): Promise<void> {
+/** Writes the queued usage events and request counts, and their rollups; what fails is kept for the next try. */
+export async function flushUsage(deps: Deps): Promise<void> {
   const batch = deps.requestCounts.drain();
-  if (batch.length === 0) return;
+  if (batch.events.length === 0 && batch.deltas.length === 0) return;
   try {
-    await deps.db.kysely.transaction().execute((trx) => addToRollups(trx, batch));
+    await deps.db.kysely.transaction().execute(async (trx) => {
+      await insertUsageEvents(trx, batch.events);
+      await addToRollups(trx, batch.deltas);
+    });
   } catch (error) {
     deps.requestCounts.restore(batch);
     throw error;
@@ -109,7 +112,7 @@ function presentLimit(state: LimitState | undefined) {
 
 /** GET /api/usage: a user's period totals, what is left, limits now, and usage per day. */
 export async function usageSummary(deps: Deps, owner: BudgetOwner) {
-  await flushRequestCounts(deps);
+  await flushUsage(deps);
   const budget = await budgetOf(deps, owner);
   const { period } = budget;
   const query = {
@@ -148,7 +151,7 @@ export async function tenantUsage(
   tenantId: string,
   input: { from?: string; to?: string; granularity?: 'hour' | 'day'; user_id?: string },
 ) {
-  await flushRequestCounts(deps);
+  await flushUsage(deps);
   const granularity = input.granularity ?? 'day';
   const now = deps.clock.now();
   const parse = (text: string | undefined, field: string, fallback: number) => {
