@@ -11,12 +11,12 @@ import {
   costMicros,
   type GatewayConfig,
   gatewayConfig,
+  keyOf,
   modelAllowed,
   priceOf,
   type Target,
   targetsFor,
 } from './gateway-config.js';
-import { providerKey } from './providers.service.js';
 import { cacheable, cacheKey, responseCacheOf } from './response-cache.js';
 import { countMessageTokens, countTokens } from './tokens.js';
 
@@ -115,6 +115,7 @@ type Opened = { target: Target; key: string; response: Upstream } | { failure: s
 async function openUpstream(
   deps: Deps,
   tenantId: string,
+  config: GatewayConfig,
   targets: Target[],
   upstreamBody: ChatRequest,
   clientGone: AbortSignal,
@@ -124,7 +125,7 @@ async function openUpstream(
   const asSent = JSON.stringify(upstreamBody);
   for (const target of targets) {
     const { provider } = target;
-    const key = providerKey(deps, provider);
+    const key = keyOf(deps, config, provider);
     const payload =
       target.model === upstreamBody.model ? asSent : JSON.stringify({ ...upstreamBody, model: target.model });
     try {
@@ -270,7 +271,14 @@ async function openCall(
   started: number,
 ): Promise<Call> {
   const settle = settler(deps, principal, body, admitted, started);
-  const opened = await openUpstream(deps, principal.tenantId, admitted.targets, admitted.upstreamBody, clientGone);
+  const opened = await openUpstream(
+    deps,
+    principal.tenantId,
+    admitted.config,
+    admitted.targets,
+    admitted.upstreamBody,
+    clientGone,
+  );
   if ('failure' in opened) {
     await settle(null, 0, 0, opened.cancelled ? 'cancelled' : 'upstream_error');
     if (opened.cancelled) throw new AppError('invalid_request', 'The client closed the request');

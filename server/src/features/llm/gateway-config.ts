@@ -1,6 +1,7 @@
 import { json } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { listProviderRows, type ProviderRow } from './providers.repo.js';
+import { providerKey } from './providers.service.js';
 import { findSettings, listPriceRows, listRouteRows } from './routing.repo.js';
 
 /** One place a model can be served: a provider and the model id it knows it by. */
@@ -34,6 +35,8 @@ export interface GatewayConfig {
   offered: Map<string, Target[]>;
   prices: Map<string, Price>;
   cache: CacheSettings;
+  /** Provider keys opened so far (for as long as this setup is cached; never written anywhere). */
+  keys: Map<string, string>;
 }
 
 export interface RouteTarget {
@@ -80,7 +83,18 @@ async function loadConfig(deps: Deps, tenantId: string): Promise<GatewayConfig> 
           charge: settings.cache_charge,
         }
       : DEFAULT_CACHE,
+    keys: new Map(),
   };
+}
+
+/** A provider's shared key in clear, for the outbound call only; opened once per cached setup. */
+export function keyOf(deps: Deps, config: GatewayConfig, provider: ProviderRow): string {
+  let key = config.keys.get(provider.id);
+  if (key === undefined) {
+    key = providerKey(deps, provider);
+    config.keys.set(provider.id, key);
+  }
+  return key;
 }
 
 export async function gatewayConfig(deps: Deps, tenantId: string): Promise<GatewayConfig> {
