@@ -1,14 +1,20 @@
 // `npm run bench`: starts Gatehouse (production mode, SQLite) and a bare Fastify route, loads
 // both from separate client processes on 127.0.0.1, and prints measured numbers next to the
 // targets. Then, when they answer, a Gatehouse with its rate-limit counters in Redis and one on
-// PostgreSQL (usage summary over a month of usage), in lib/store-scenarios.ts. It never asserts:
-// PASS/FAIL only says whether a number met its target in this run.
+// PostgreSQL (usage summary over a month of usage), in lib/store-scenarios.ts; then the LLM
+// gateway against a fake upstream, directly and through a Gatehouse of its own, in
+// lib/llm-scenarios.ts. It never asserts: PASS/FAIL only says whether a number met its target in
+// this run.
+//
+// `BENCH_ONLY=llm npm run bench` runs the LLM gateway scenarios alone (70-90 s on 2 cores;
+// results in .bench/results-llm.json, .bench/results.json is left as it was).
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BoundResult, BoundSpec } from './argon2-bound.js';
 import { createFixtures, startGatehouse } from './lib/gatehouse.js';
+import { type LlmSettings, type LlmTargets, llmGateway } from './lib/llm-scenarios.js';
 import {
   childPids,
   freePort,
@@ -20,7 +26,7 @@ import {
   stopChild,
   waitForOk,
 } from './lib/procs.js';
-import { formatReport, type Results, type Scenario } from './lib/report.js';
+import { formatLlmOnly, formatReport, type LlmOnlyResults, type Results, type Scenario } from './lib/report.js';
 import {
   compareLimits,
   LIMITED,
@@ -65,6 +71,18 @@ const TARGET = {
   limitsRedis: 0.6,
   usageP99Ms: 50,
 };
+// Issue 4, the LLM gateway against a fake upstream: req/s through Gatehouse over direct
+// (non-streaming), p50 added at one request in flight, p50 time to first byte added (streaming),
+// and chunks forwarded as they arrive (median gap at least 0.8x the upstream's, at most 1% bunched).
+const LLM_TARGET: LlmTargets = { rpsRatio: 0.5, addedP50Ms: 0.5, addedTtfbMs: 1, gapShare: 0.8, bunchedShare: 0.01 };
+const LLM_SETTINGS: LlmSettings = {
+  chunks: 10,
+  intervalMs: 20,
+  latency: { warmup: 300, count: 2000 },
+  ttfb: { warmup: 50, count: 500 },
+  // Each paced stream takes chunks x intervalMs (200 ms).
+  paced: { warmup: 5, count: 50 },
+};
 // Optional stores (lib/store-scenarios.ts): used when they answer (2 s to connect and answer),
 // skipped with the reason otherwise.
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -107,12 +125,12 @@ for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.exit(130);
   });
 }
-// About 3 minutes on 2 cores with Redis and PostgreSQL there (2 without); a run that hangs is stopped.
+// About 4 minutes on 2 cores with Redis and PostgreSQL there (3 without); a run that hangs is stopped.
 setTimeout(() => {
-  process.stderr.write('bench: still running after 7 minutes, giving up\n');
+  process.stderr.write('bench: still running after 9 minutes, giving up\n');
   cleanUp();
   process.exit(1);
-}, 420_000).unref();
+}, 540_000).unref();
 
 const say = (text: string) => process.stderr.write(`${text}\n`);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -124,10 +142,51 @@ function load(name: string, spec: Omit<LoadSpec, 'warmupSeconds' | 'seconds'>): 
   return runJson<LoadResult>(join(root, 'bench/load.ts'), full, (WARMUP_S + MEASURE_S) * 1000 + 30_000);
 }
 
-async function measure(): Promise<Results> {
+/** What the scenarios of lib/store-scenarios.ts and lib/llm-scenarios.ts share with this file. */
+function context(readyz: Results['readyz'], stops: Results['otherStops']): StoreContext {
+  return {
+    root,
+    outDir,
+    say,
+    load,
+    newDataDir,
+    trackDatabase: (db) => {
+      benchDb = db;
+    },
+    connections: CONNECTIONS,
+    requestTimeoutMs: REQUEST_TIMEOUT_MS,
+    readyz,
+    stops,
+  };
+}
+
+function machineAndDate(): Pick<Results, 'date' | 'machine'> {
   const date = new Date().toISOString();
   const machine = { cores, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, platform: process.platform };
   say(`Gatehouse bench, ${date}: ${cores} cores (${machine.cpu}), node ${machine.node}`);
+  return { date, machine };
+}
+
+/** BENCH_ONLY=llm: the LLM gateway scenarios alone. */
+async function measureLlm(): Promise<LlmOnlyResults> {
+  const { date, machine } = machineAndDate();
+  const readyz: Results['readyz'] = [];
+  const otherStops: Results['otherStops'] = [];
+  const outcome = await llmGateway(context(readyz, otherStops), LLM_SETTINGS, LLM_TARGET);
+  return {
+    date,
+    machine,
+    connections: CONNECTIONS,
+    warmupSeconds: WARMUP_S,
+    measureSeconds: MEASURE_S,
+    llm: { settings: LLM_SETTINGS, targets: LLM_TARGET, outcome },
+    readyz,
+    otherStops,
+  };
+}
+
+async function measure(): Promise<Results> {
+  const { date, machine } = machineAndDate();
   say(`Gatehouse: NODE_ENV=production, SQLite in ${dataDir}, LOG_LEVEL=warn (its output: .bench/server.log)`);
 
   const serverLog = createWriteStream(join(outDir, 'server.log'));
@@ -247,20 +306,7 @@ async function measure(): Promise<Results> {
 
   // One Gatehouse at a time: the next starts only once the one before has stopped.
   const otherStops: Results['otherStops'] = [];
-  const stores: StoreContext = {
-    root,
-    outDir,
-    say,
-    load,
-    newDataDir,
-    trackDatabase: (db) => {
-      benchDb = db;
-    },
-    connections: CONNECTIONS,
-    requestTimeoutMs: REQUEST_TIMEOUT_MS,
-    readyz,
-    stops: otherStops,
-  };
+  const stores = context(readyz, otherStops);
   const limitsRedis = await limitsOnRedis(stores, { url: REDIS_URL, target: TARGET.limitsRedis });
   const usage = await usageOnPostgres(stores, {
     url: PG_URL,
@@ -268,6 +314,7 @@ async function measure(): Promise<Results> {
     warmup: USAGE_WARMUP,
     count: USAGE_REQUESTS,
   });
+  const llm = await llmGateway(stores, LLM_SETTINGS, LLM_TARGET);
 
   return {
     date,
@@ -319,6 +366,7 @@ async function measure(): Promise<Results> {
       { counters: `Redis (${shown(REDIS_URL)})`, target: TARGET.limitsRedis, outcome: limitsRedis },
     ],
     usage: { targetP99Ms: TARGET.usageP99Ms, warmup: USAGE_WARMUP, count: USAGE_REQUESTS, outcome: usage },
+    llm: { settings: LLM_SETTINGS, targets: LLM_TARGET, outcome: llm },
     readyz,
     gatehouseStop,
     otherStops,
@@ -326,10 +374,19 @@ async function measure(): Promise<Results> {
 }
 
 mkdirSync(outDir, { recursive: true });
-measure()
-  .then((results) => {
-    writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-    process.stdout.write(`${formatReport(results)}\n`);
+const only = process.env.BENCH_ONLY;
+if (only !== undefined && only !== 'llm') {
+  say(`BENCH_ONLY=${only}: unknown (BENCH_ONLY=llm runs the LLM gateway scenarios alone)`);
+  process.exit(2);
+}
+const run: Promise<{ file: string; results: unknown; report: string }> =
+  only === 'llm'
+    ? measureLlm().then((results) => ({ file: 'results-llm.json', results, report: formatLlmOnly(results) }))
+    : measure().then((results) => ({ file: 'results.json', results, report: formatReport(results) }));
+run
+  .then(({ file, results, report }) => {
+    writeFileSync(join(outDir, file), `${JSON.stringify(results, null, 2)}\n`);
+    process.stdout.write(`${report}\n`);
   })
   .catch((error: unknown) => {
     process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

@@ -10,12 +10,17 @@ export interface Gatehouse {
   setupToken: Promise<string>;
 }
 
-/** What a Gatehouse may be started with besides the defaults: where its database and counters live. */
+/**
+ * What a Gatehouse may be started with besides the defaults: where its database and counters
+ * live, and where it may call out to.
+ */
 export interface StoreEnv {
   /** postgres://…: run on PostgreSQL instead of SQLite in the data directory. */
   DATABASE_URL?: string;
   /** redis://…: keep rate-limit counters in Redis instead of memory. */
   REDIS_URL?: string;
+  /** CIDRs outbound calls may reach although not public, e.g. 127.0.0.0/8 for the bench's fake LLM provider. */
+  OUTBOUND_ALLOWED_NETWORKS?: string;
 }
 
 /**
@@ -94,6 +99,8 @@ function startFlags(root: string): string[] {
 }
 
 export interface Fixtures {
+  /** The operator's access JWT (admin API). */
+  adminToken: string;
   email: string;
   password: string;
   /** More accounts (same password), so that overload looks like many people signing in at once. */
@@ -117,7 +124,8 @@ const LIMITED_PLAN = { name: 'bench', requests_per_hour: 1_000_000_000_000 };
 /** Omitted limits are unlimited: requests of users on it are not counted at all. */
 const UNLIMITED_PLAN = { name: 'unlimited' };
 
-async function call<T>(
+/** One JSON request that must answer `status`; its answer parsed. */
+export async function call<T>(
   baseUrl: string,
   method: 'POST' | 'PUT',
   path: string,
@@ -203,6 +211,7 @@ export async function createFixtures(
     await register(crowd[i]);
   }
   return {
+    adminToken: admin,
     email,
     password,
     crowd,

@@ -54,15 +54,18 @@ export function compareLimits(limited: LoadResult, unlimited: LoadResult, target
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 /** A part that broke is reported as such (and the exit code says so); the rest of the bench still reports. */
-function failed(say: StoreContext['say'], what: string, error: unknown): { status: 'failed'; reason: string } {
+export function failed(say: StoreContext['say'], what: string, error: unknown): { status: 'failed'; reason: string } {
   say(`${what} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   process.exitCode = 1;
   return { status: 'failed', reason: message(error).split('\n')[0] };
 }
 
-/** Starts a Gatehouse of its own (own data directory and log), runs `work`, stops it whatever happens. */
-async function withGatehouse<T>(
-  ctx: StoreContext,
+/**
+ * Starts a Gatehouse of its own (own data directory and log), runs `work`, stops it whatever
+ * happens. Also used by the LLM gateway scenarios (lib/llm-scenarios.ts).
+ */
+export async function withGatehouse<T>(
+  ctx: Pick<StoreContext, 'root' | 'outDir' | 'newDataDir' | 'stops'>,
   label: string,
   stores: StoreEnv,
   work: (gatehouse: Gatehouse) => Promise<T>,

@@ -1,7 +1,7 @@
 /** Plain-text table: columns padded to their widest cell, numbers (and ratios) right-aligned. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const numeric = (cell: string) => /^[\d.,×x<>≥ -]+$/.test(cell) && /\d/.test(cell);
+  const numeric = (cell: string) => /^[\d.,×x<>≥ +%/-]+$/.test(cell) && /\d/.test(cell);
   const line = (cells: string[]) =>
     cells
       .map((cell, i) => (numeric(cell) ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
