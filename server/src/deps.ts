@@ -104,6 +104,6 @@ export async function closeDeps(deps: Deps): Promise<void> {
   await deps.lastUsed.flush().catch((error) => deps.log.error({ err: error }, 'could not flush last-used times'));
   deps.limiters.close();
   deps.redis?.destroy();
-  await deps.outbound.agent.close();
+  await deps.outbound.close();
   await deps.db.close();
 }

@@ -1,7 +1,7 @@
 import { type LookupAddress, type LookupAllOptions, lookup } from 'node:dns';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
-import { Agent } from 'undici';
+import type { Dispatcher } from 'undici';
 
 /**
  * Outbound HTTP for addresses that tenants choose (LLM providers today; webhooks and OAuth
@@ -76,18 +76,44 @@ function guardedLookup(allowed: readonly Network[]) {
   };
 }
 
+export type RequestOptions = Omit<Dispatcher.RequestOptions, 'origin' | 'path' | 'dispatcher'> & {
+  method: 'POST' | 'GET';
+};
+
 export interface Outbound {
-  /** The dispatcher for every request to a tenant-chosen address. */
-  agent: Agent;
   allowed: readonly Network[];
+  /** undici's request through the guarded agent: for every request to a tenant-chosen address. */
+  request(url: string, options: RequestOptions): Promise<Dispatcher.ResponseData>;
+  close(): Promise<void>;
 }
 
+/**
+ * undici (about 20 MB once loaded) and its agent are loaded on the first outbound request, so an
+ * instance that never calls out never carries them.
+ */
 export function createOutbound(allowed: readonly Network[]): Outbound {
-  const agent = new Agent({
-    connect: { lookup: guardedLookup(allowed) as never },
-    keepAliveTimeout: 30_000,
-    // Many concurrent calls to one provider share its connections (undici's default is unlimited).
-    connections: 256,
-  });
-  return { agent, allowed };
+  let loaded: Promise<{ request: typeof import('undici').request; agent: Dispatcher }> | undefined;
+  const load = () => {
+    loaded ??= import('undici').then(({ Agent, request }) => ({
+      request,
+      agent: new Agent({
+        connect: { lookup: guardedLookup(allowed) as never },
+        keepAliveTimeout: 30_000,
+        // Many concurrent calls to one provider share its connections.
+        connections: 256,
+      }),
+    }));
+    return loaded;
+  };
+  return {
+    allowed,
+    async request(url, options) {
+      checkUrlHost(new URL(url), allowed);
+      const { request, agent } = await load();
+      return request(url, { ...options, dispatcher: agent });
+    },
+    async close() {
+      if (loaded) await (await loaded).agent.close();
+    },
+  };
 }

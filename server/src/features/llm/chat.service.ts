@@ -1,9 +1,9 @@
 import type { FastifyReply } from 'fastify';
-import { type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
-import { checkUrlHost, OutboundRefused } from '../../lib/outbound.js';
+import { OutboundRefused } from '../../lib/outbound.js';
 import { type BudgetView, reserveTokens, settleReservation } from '../usage/budget.service.js';
 import { applyLimitStates, hitLimits, type LimitHeaderNames, requestLimitSpecs } from '../usage/rate-limits.js';
 import { BrokenCircuitError, breakersOf, ProviderFailure } from './breakers.js';
@@ -77,12 +77,10 @@ async function callProvider(
   const url = `${target.provider.base_url}/chat/completions`;
   let response: Upstream;
   try {
-    checkUrlHost(new URL(url), deps.outbound.allowed);
-    response = await request(url, {
+    response = await deps.outbound.request(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
       body: payload,
-      dispatcher: deps.outbound.agent,
       signal: clientGone,
       // The timeout covers the wait for the answer's head, and then any silence within a stream.
       headersTimeout: deps.config.llm.upstreamTimeoutMs,
