@@ -3,8 +3,9 @@ import { createParser } from 'eventsource-parser';
 import type { FastifyReply } from 'fastify';
 import type { Deps } from '../../deps.js';
 import type { UserPrincipal } from '../../http/principal.js';
-import { type ChatRequest, startCall, type UpstreamUsage } from './chat.service.js';
+import { type ChatRequest, startCall } from './chat.service.js';
 import { countTokens } from './tokens.js';
+import type { UpstreamUsage } from './upstream.js';
 
 interface Chunk {
   id?: string;
