@@ -28,6 +28,7 @@ import { expireReservations } from './features/usage/budget.service.js';
 import { registerUsageRoutes } from './features/usage/usage.routes.js';
 import { TokenBudget } from './features/usage/usage.schemas.js';
 import { flushUsage } from './features/usage/usage.service.js';
+import { registerVaultRoutes } from './features/vault/vault.routes.js';
 import { registerAuthentication } from './http/authenticate.js';
 import { registerCors } from './http/cors.js';
 import { createLazyRequestLogger } from './http/lazy-logger.js';
@@ -106,6 +107,7 @@ export async function buildApp(deps: Deps) {
   registerUsageRoutes(app, deps);
   registerProviderRoutes(app, deps);
   registerRoutingRoutes(app, deps);
+  registerVaultRoutes(app, deps);
   registerChatRoutes(app, deps);
   registerEventRoutes(app, deps);
   registerAuditRoutes(app, deps);

@@ -26,6 +26,7 @@ export const ERROR_STATUS = {
   quota_exceeded: 429,
   too_many_attempts: 429,
   internal_error: 500,
+  integrity_failure: 500,
   upstream_unavailable: 502,
   overloaded: 503,
   not_ready: 503,

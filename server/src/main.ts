@@ -12,6 +12,7 @@ import {
   getDefaultTenant,
   listTenants,
 } from './features/tenants/tenants.service.js';
+import { rotateVault } from './features/vault/vault.service.js';
 import { SYSTEM_ACTOR } from './http/principal.js';
 import { createLogger } from './logger.js';
 import { resolveMasterKey } from './master-key-file.js';
@@ -153,12 +154,33 @@ program
     })(),
   );
 
-program
-  .command('keys')
-  .description('manage keys')
+const keys = program.command('keys').description('manage keys');
+keys
   .command('rotate-signing')
   .description('add a new JWT signing key; the old one stays published until its tokens expire')
   .action(oneShot(async (deps) => ({ active_kid: await deps.keyring.rotate() })));
+keys
+  .command('rotate-vault')
+  .description(
+    'give every tenant a new vault data key and re-encrypt its connections under it, while Gatehouse keeps serving',
+  )
+  .action(
+    oneShot(async (deps) => {
+      const { SingleBar, Presets } = await import('cli-progress');
+      const bar = new SingleBar(
+        {
+          format: 're-encrypting connections [{bar}] {value}/{total} {percentage}% eta {eta}s',
+          stream: process.stderr,
+        },
+        Presets.shades_classic,
+      );
+      const result = await rotateVault(deps, { start: (total) => bar.start(total, 0), tick: () => bar.increment() });
+      bar.stop();
+      // Each one is logged with its tenant; they stay readable by nobody until restored from a backup.
+      if (result.failed.length > 0) process.exitCode = 1;
+      return result;
+    }),
+  );
 
 program.parseAsync().catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);

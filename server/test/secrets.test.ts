@@ -31,6 +31,11 @@ async function dumpDatabase(): Promise<string> {
     'usage_rollups',
     'events',
     'llm_providers',
+    'llm_routes',
+    'llm_prices',
+    'llm_settings',
+    'vault_keys',
+    'connections',
   ];
   const parts: string[] = [];
   for (const table of tables) {
@@ -96,7 +101,17 @@ describe('secrets at rest and in logs', () => {
       body: { api_key: rotatedProviderKey },
     });
 
+    const vaultToken = 'ya29.vault-access-token-never-in-plaintext';
+    const saved = await h.request({
+      method: 'PUT',
+      url: '/api/vault/connections/gmail?user_id=user123',
+      token: serviceKey,
+      body: { auth_data: { access_token: vaultToken, refresh_token: `${vaultToken}-refresh` } },
+    });
+    assert.equal(saved.status, 201, saved.text);
+
     const secrets = {
+      vaultToken,
       password,
       providerKey,
       rotatedProviderKey,

@@ -23,6 +23,8 @@ export interface Database {
   llm_routes: LlmRouteTable;
   llm_prices: LlmPriceTable;
   llm_settings: LlmSettingsTable;
+  vault_keys: VaultKeyTable;
+  connections: ConnectionTable;
 }
 
 export interface TenantTable {
@@ -267,5 +269,27 @@ export interface LlmSettingsTable {
   cache_enabled: number;
   cache_ttl_seconds: number;
   cache_charge: 'tokens' | 'free';
+  updated_at: number;
+}
+
+/** A tenant's vault data key, wrapped by the master key. */
+export interface VaultKeyTable {
+  tenant_id: string;
+  version: number;
+  wrapped: string;
+  created_at: number;
+}
+
+export interface ConnectionTable {
+  id: string;
+  tenant_id: string;
+  /** A Gatehouse user id, or the app's own id for its user. */
+  owner: string;
+  user_id: string | null;
+  service: string;
+  auth_data_sealed: string;
+  key_version: number;
+  expires_at: number | null;
+  created_at: number;
   updated_at: number;
 }

@@ -16,7 +16,8 @@ export type IdKind =
   | 'use'
   | 'evt'
   | 'prv'
-  | 'rte';
+  | 'rte'
+  | 'con';
 
 export interface Ids {
   next(kind: IdKind): string;

@@ -38,7 +38,9 @@ export type AuditAction =
   | 'llm_route.deleted'
   | 'llm_price.set'
   | 'llm_price.deleted'
-  | 'llm_settings.updated';
+  | 'llm_settings.updated'
+  | 'connection.saved'
+  | 'connection.deleted';
 
 export interface AuditEntry {
   tenantId: string;
