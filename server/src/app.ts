@@ -16,6 +16,7 @@ import { registerHealthRoutes } from './features/health/health.routes.js';
 import { registerChatRoutes } from './features/llm/chat.routes.js';
 import { registerProviderRoutes } from './features/llm/providers.routes.js';
 import { registerRoutingRoutes } from './features/llm/routing.routes.js';
+import { registerOAuthProviderRoutes } from './features/oauth/oauth-providers.routes.js';
 import { registerPlanRoutes } from './features/plans/plans.routes.js';
 import { Plan } from './features/plans/plans.schemas.js';
 import { registerServiceKeyRoutes } from './features/service-keys/service-keys.routes.js';
@@ -29,6 +30,7 @@ import { registerUsageRoutes } from './features/usage/usage.routes.js';
 import { TokenBudget } from './features/usage/usage.schemas.js';
 import { flushUsage } from './features/usage/usage.service.js';
 import { registerVaultRoutes } from './features/vault/vault.routes.js';
+import { refreshDueConnections } from './features/vault/vault-oauth.js';
 import { registerAuthentication } from './http/authenticate.js';
 import { registerCors } from './http/cors.js';
 import { createLazyRequestLogger } from './http/lazy-logger.js';
@@ -107,6 +109,7 @@ export async function buildApp(deps: Deps) {
   registerUsageRoutes(app, deps);
   registerProviderRoutes(app, deps);
   registerRoutingRoutes(app, deps);
+  registerOAuthProviderRoutes(app, deps);
   registerVaultRoutes(app, deps);
   registerChatRoutes(app, deps);
   registerEventRoutes(app, deps);
@@ -132,6 +135,7 @@ function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<v
     every(30_000, async () => void (await expireReservations(deps)), 'reservation expiry'),
     every(60_000, () => pruneSessions(deps), 'refresh token pruning'),
     every(60_000, () => deps.keyring.refresh(), 'signing key refresh'),
+    every(60_000, async () => void (await refreshDueConnections(deps)), 'vault connection refresh'),
   ];
   app.addHook('onClose', async () => {
     for (const timer of timers) clearInterval(timer);

@@ -51,6 +51,10 @@ export interface Config {
   };
   /** Networks outside public unicast that outbound calls (LLM providers) may reach; none by default. */
   outboundAllowedNetworks: Network[];
+  vault: {
+    /** OAuth connections are refreshed this long before they expire (on read, and in the background). */
+    refreshSkewMs: number;
+  };
   llm: {
     /** Per provider attempt, until the answer's head arrives; then the next provider is tried. */
     upstreamTimeoutMs: number;
@@ -181,6 +185,7 @@ export function loadConfig(env: Env = process.env): Config {
       reservationTtlMs: duration('TOKEN_RESERVATION_TTL', '10m', 1000),
     },
     outboundAllowedNetworks,
+    vault: { refreshSkewMs: duration('VAULT_REFRESH_SKEW', '5m', 0) },
     llm: {
       upstreamTimeoutMs: duration('LLM_UPSTREAM_TIMEOUT', '60s', 100),
       breakerFailures: integer('LLM_BREAKER_FAILURES', 5, 1, 1000),

@@ -25,6 +25,8 @@ export interface Database {
   llm_settings: LlmSettingsTable;
   vault_keys: VaultKeyTable;
   connections: ConnectionTable;
+  oauth_providers: OAuthProviderTable;
+  oauth_states: OAuthStateTable;
 }
 
 export interface TenantTable {
@@ -292,4 +294,44 @@ export interface ConnectionTable {
   expires_at: number | null;
   created_at: number;
   updated_at: number;
+  provider_id: string | null;
+  status: 'active' | 'needs_reauth';
+  refresh_lock_until: number | null;
+  refresh_failures: number;
+  next_refresh_at: number | null;
+  last_error: string | null;
+}
+
+export interface OAuthProviderTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  preset: string | null;
+  client_id: string;
+  client_secret_sealed: string | null;
+  issuer: string | null;
+  authorization_endpoint: string;
+  token_endpoint: string;
+  revocation_endpoint: string | null;
+  userinfo_endpoint: string | null;
+  scopes: string;
+  pkce: number;
+  extra_params: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface OAuthStateTable {
+  id: string;
+  tenant_id: string;
+  provider_id: string;
+  purpose: 'connect' | 'sign_in';
+  owner: string | null;
+  user_id: string | null;
+  code_verifier_sealed: string;
+  redirect_after: string | null;
+  scopes: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
 }

@@ -17,7 +17,8 @@ export type IdKind =
   | 'evt'
   | 'prv'
   | 'rte'
-  | 'con';
+  | 'con'
+  | 'opr';
 
 export interface Ids {
   next(kind: IdKind): string;

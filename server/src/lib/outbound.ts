@@ -55,6 +55,17 @@ export function addressAllowed(address: string, allowed: readonly Network[]): bo
   return allowed.some(([network, bits]) => network.kind() === ip.kind() && ip.match(network, bits));
 }
 
+/**
+ * Plain http is for the operator's own networks only: a host that is an address literal inside
+ * OUTBOUND_ALLOWED_NETWORKS (a model server, a test provider on loopback). Everything else is https.
+ */
+export function plainHttpAllowed(url: URL, allowed: readonly Network[]): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (!isIP(host)) return false;
+  const ip = ipaddr.process(host);
+  return allowed.some(([network, bits]) => network.kind() === ip.kind() && ip.match(network, bits));
+}
+
 /** Refuses a URL whose host is an address literal outside the policy (names are checked at connect). */
 export function checkUrlHost(url: URL, allowed: readonly Network[]): void {
   const host = url.hostname.replace(/^\[|\]$/g, '');
@@ -84,6 +95,8 @@ export interface Outbound {
   allowed: readonly Network[];
   /** undici's request through the guarded agent: for every request to a tenant-chosen address. */
   request(url: string, options: RequestOptions): Promise<Dispatcher.ResponseData>;
+  /** fetch through the same agent (for libraries that take a fetch, such as openid-client); no redirects. */
+  fetch(url: string, init?: RequestInit): Promise<Response>;
   close(): Promise<void>;
 }
 
@@ -92,10 +105,13 @@ export interface Outbound {
  * instance that never calls out never carries them.
  */
 export function createOutbound(allowed: readonly Network[]): Outbound {
-  let loaded: Promise<{ request: typeof import('undici').request; agent: Dispatcher }> | undefined;
+  let loaded:
+    | Promise<{ request: typeof import('undici').request; fetch: typeof import('undici').fetch; agent: Dispatcher }>
+    | undefined;
   const load = () => {
-    loaded ??= import('undici').then(({ Agent, request }) => ({
+    loaded ??= import('undici').then(({ Agent, request, fetch }) => ({
       request,
+      fetch,
       agent: new Agent({
         connect: { lookup: guardedLookup(allowed) as never },
         keepAliveTimeout: 30_000,
@@ -111,6 +127,12 @@ export function createOutbound(allowed: readonly Network[]): Outbound {
       checkUrlHost(new URL(url), allowed);
       const { request, agent } = await load();
       return request(url, { ...options, dispatcher: agent });
+    },
+    async fetch(url, init) {
+      checkUrlHost(new URL(url), allowed);
+      const { fetch, agent } = await load();
+      const response = await fetch(url, { ...(init as object), redirect: 'manual', dispatcher: agent });
+      return response as unknown as Response;
     },
     async close() {
       if (loaded) await (await loaded).agent.close();

@@ -5,6 +5,7 @@ import * as m0003 from './0003_usage.js';
 import * as m0004 from './0004_llm_providers.js';
 import * as m0005 from './0005_llm_routing.js';
 import * as m0006 from './0006_vault.js';
+import * as m0007 from './0007_oauth.js';
 
 /** Every migration, in order. Listed explicitly so bundlers and tsx need no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '0004_llm_providers': m0004,
   '0005_llm_routing': m0005,
   '0006_vault': m0006,
+  '0007_oauth': m0007,
 };

@@ -40,7 +40,11 @@ export type AuditAction =
   | 'llm_price.deleted'
   | 'llm_settings.updated'
   | 'connection.saved'
-  | 'connection.deleted';
+  | 'connection.deleted'
+  | 'connection.connected'
+  | 'oauth_provider.created'
+  | 'oauth_provider.updated'
+  | 'oauth_provider.deleted';
 
 export interface AuditEntry {
   tenantId: string;

@@ -8,7 +8,7 @@ import type { Deps } from '../../deps.js';
  * the change that caused them, so an event exists exactly when its change does; the webhook and
  * realtime workers deliver from the outbox.
  */
-export type EventType = 'quota.exceeded';
+export type EventType = 'quota.exceeded' | 'connection.refresh_failed';
 
 export async function emitEvent(
   db: Kysely<Database>,

@@ -26,6 +26,10 @@ const settingsFields = {
   refresh_token_idle_ttl_seconds: Type.Integer({ minimum: 60, maximum: MAX_REFRESH_SECONDS }),
   refresh_token_absolute_ttl_seconds: Type.Integer({ minimum: 60, maximum: MAX_REFRESH_SECONDS }),
   allowed_origins: Type.Array(Origin, { maxItems: 100 }),
+  allowed_redirect_uris: Type.Array(Type.String({ format: 'uri', maxLength: 500 }), {
+    maxItems: 100,
+    description: 'Exact URIs a browser may return to after an OAuth flow (vault connect, social sign-in)',
+  }),
   password_policy: PasswordPolicy,
 };
 
@@ -38,6 +42,7 @@ const SettingsPatch = Type.Object(
     refresh_token_idle_ttl_seconds: Type.Optional(Nullable(settingsFields.refresh_token_idle_ttl_seconds)),
     refresh_token_absolute_ttl_seconds: Type.Optional(Nullable(settingsFields.refresh_token_absolute_ttl_seconds)),
     allowed_origins: Type.Optional(Nullable(settingsFields.allowed_origins)),
+    allowed_redirect_uris: Type.Optional(Nullable(settingsFields.allowed_redirect_uris)),
     password_policy: Type.Optional(Nullable(PasswordPolicy)),
   },
   { additionalProperties: false },
@@ -54,6 +59,7 @@ const TenantBody = Type.Object(
       refresh_token_idle_ttl_seconds: Type.Integer(),
       refresh_token_absolute_ttl_seconds: Type.Integer(),
       allowed_origins: Type.Array(Type.String()),
+      allowed_redirect_uris: Type.Array(Type.String()),
       password_policy: Type.Object({
         min_length: Type.Integer(),
         max_length: Type.Integer(),
@@ -81,6 +87,7 @@ export function registerTenantRoutes(app: App, deps: Deps): void {
         refresh_token_idle_ttl_seconds: s.refreshIdleTtlMs / 1000,
         refresh_token_absolute_ttl_seconds: s.refreshAbsoluteTtlMs / 1000,
         allowed_origins: s.allowedOrigins,
+        allowed_redirect_uris: s.allowedRedirectUris,
         password_policy: {
           min_length: s.passwordPolicy.minLength,
           max_length: s.passwordPolicy.maxLength,

@@ -27,6 +27,7 @@ export function effectiveSettings(config: Config, tenant: Tenant): EffectiveSett
     refreshIdleTtlMs: seconds(s.refresh_token_idle_ttl_seconds, config.tokens.refreshIdleTtlMs),
     refreshAbsoluteTtlMs: seconds(s.refresh_token_absolute_ttl_seconds, config.tokens.refreshAbsoluteTtlMs),
     allowedOrigins: s.allowed_origins ?? [],
+    allowedRedirectUris: s.allowed_redirect_uris ?? [],
     passwordPolicy: {
       // OWASP ASVS 5.0 V6.2: at least 8 characters, at least 64 allowed, no composition rules.
       minLength: s.password_policy?.min_length ?? 8,

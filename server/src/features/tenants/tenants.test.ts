@@ -15,6 +15,7 @@ const DEFAULT_SETTINGS = {
   refresh_token_idle_ttl_seconds: 7 * 86_400,
   refresh_token_absolute_ttl_seconds: 30 * 86_400,
   allowed_origins: [],
+  allowed_redirect_uris: [],
   password_policy: { min_length: 8, max_length: 128, block_common: true },
 };
 

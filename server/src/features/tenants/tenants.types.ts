@@ -4,6 +4,8 @@ export interface TenantSettings {
   refresh_token_idle_ttl_seconds?: number;
   refresh_token_absolute_ttl_seconds?: number;
   allowed_origins?: string[];
+  /** Exact URIs a browser may be sent back to after an OAuth flow (vault connect, social sign-in). */
+  allowed_redirect_uris?: string[];
   password_policy?: { min_length?: number; max_length?: number; block_common?: boolean };
 }
 
@@ -25,5 +27,6 @@ export interface EffectiveSettings {
   refreshIdleTtlMs: number;
   refreshAbsoluteTtlMs: number;
   allowedOrigins: string[];
+  allowedRedirectUris: string[];
   passwordPolicy: { minLength: number; maxLength: number; blockCommon: boolean };
 }

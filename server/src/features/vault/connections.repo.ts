@@ -24,6 +24,11 @@ export async function upsertConnection(db: Kysely<Database>, row: ConnectionRow)
         key_version: row.key_version,
         expires_at: row.expires_at,
         updated_at: row.updated_at,
+        provider_id: row.provider_id,
+        status: row.status,
+        refresh_failures: 0,
+        next_refresh_at: null,
+        last_error: null,
       }),
     )
     .returningAll()
@@ -38,7 +43,18 @@ export function listConnectionRows(
 ) {
   let query = db
     .selectFrom('connections')
-    .select(['id', 'owner', 'user_id', 'service', 'key_version', 'expires_at', 'created_at', 'updated_at'])
+    .select([
+      'id',
+      'owner',
+      'user_id',
+      'service',
+      'key_version',
+      'expires_at',
+      'created_at',
+      'updated_at',
+      'status',
+      'provider_id',
+    ])
     .where('tenant_id', '=', tenantId)
     .orderBy('id', 'desc')
     .limit(filter.limit + 1);

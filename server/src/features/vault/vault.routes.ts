@@ -3,7 +3,8 @@ import type { Deps } from '../../deps.js';
 import { clientInfo } from '../../http/authenticate.js';
 import { actorOf } from '../../http/principal.js';
 import { type App, errors, NullableTimestamp, Page, PageQuery, Timestamp } from '../../http/schemas.js';
-import { getAuth, listConnections, revokeAuth, saveAuth, vaultOwner } from './vault.service.js';
+import { getAuth, listConnections, refreshAuth, revokeAuth, saveAuth, vaultOwner } from './vault.service.js';
+import { finishConnect, startConnect } from './vault-oauth.js';
 
 const ServiceParams = Type.Object({
   service: Type.String({
@@ -30,6 +31,10 @@ const UserQuery = Type.Object(
 const Connection = Type.Object({
   service: Type.String(),
   user_id: Type.String({ description: "The owner: a Gatehouse user id or the app's own id" }),
+  oauth: Type.Boolean({ description: 'Made through an OAuth provider here (so it refreshes itself)' }),
+  status: Type.Union([Type.Literal('active'), Type.Literal('needs_reauth')], {
+    description: 'needs_reauth: the provider rejected the refresh token; send a new auth link',
+  }),
   expires_at: NullableTimestamp,
   created_at: Timestamp,
   updated_at: Timestamp,
@@ -112,11 +117,93 @@ export function registerVaultRoutes(app: App, deps: Deps): void {
         summary: 'getAuth: the auth data saved for a user and a service',
         params: ServiceParams,
         querystring: UserQuery,
-        response: { 200: ConnectionWithData, ...errors(400, 401, 403, 404) },
+        response: { 200: ConnectionWithData, ...errors(400, 401, 403, 404, 409, 502) },
       },
     },
     async (request) =>
       getAuth(deps, await vaultOwner(deps, request.principal!, request.query.user_id), request.params.service),
+  );
+
+  app.post(
+    '/api/vault/connections/:service/refresh',
+    {
+      config: { auth },
+      schema: {
+        tags,
+        summary: 'refreshAuth: refresh an OAuth connection now',
+        params: ServiceParams,
+        querystring: UserQuery,
+        response: { 200: ConnectionWithData, ...errors(400, 401, 403, 404, 409, 502) },
+      },
+    },
+    async (request) =>
+      refreshAuth(deps, await vaultOwner(deps, request.principal!, request.query.user_id), request.params.service),
+  );
+
+  app.post(
+    '/api/vault/auth-url',
+    {
+      config: { auth },
+      schema: {
+        tags,
+        summary: "sendAuthLink: an authorization URL that connects the user's account at a service",
+        description:
+          'The service must have an OAuth provider (/api/admin/oauth/providers). The link is valid 10 minutes, once; ' +
+          "after the provider's consent the browser comes back to /api/vault/callback, then to redirect_after " +
+          "(one of the tenant's allowed_redirect_uris) with ?service=…&status=connected or &error=….",
+        body: Type.Object(
+          {
+            service: ServiceParams.properties.service,
+            user_id: UserQuery.properties.user_id,
+            redirect_after: Type.Optional(Type.String({ maxLength: 500 })),
+            scopes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 50 })),
+            config: Type.Optional(
+              Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Type.String({ maxLength: 500 }), {
+                description: 'Extra authorization parameters for this link (login_hint, prompt, …)',
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({ url: Type.String(), state: Type.String(), expires_at: Timestamp }),
+          ...errors(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request) => {
+      const { user_id: userId, ...input } = request.body;
+      return startConnect(deps, await vaultOwner(deps, request.principal!, userId), input);
+    },
+  );
+
+  app.get(
+    '/api/vault/callback',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags,
+        summary: 'The OAuth redirect target: checks the state, exchanges the code (PKCE), stores the tokens',
+        querystring: Type.Object({
+          code: Type.Optional(Type.String({ maxLength: 4096 })),
+          state: Type.Optional(Type.String({ maxLength: 512 })),
+          error: Type.Optional(Type.String({ maxLength: 200 })),
+          error_description: Type.Optional(Type.String({ maxLength: 2000 })),
+          iss: Type.Optional(Type.String({ maxLength: 500 })),
+        }),
+        response: {
+          200: Type.Object({ service: Type.String(), status: Type.String() }),
+          302: Type.Null(),
+          ...errors(400, 502),
+        },
+      },
+    },
+    async (request, reply) => {
+      const url = new URL(request.url, deps.config.publicUrl);
+      const done = await finishConnect(deps, request.query, url);
+      if (done.redirect) return reply.redirect(done.redirect, 302);
+      return { service: done.service, status: done.error ? `error: ${done.error}` : 'connected' };
+    },
   );
 
   app.delete(
@@ -125,7 +212,7 @@ export function registerVaultRoutes(app: App, deps: Deps): void {
       config: { auth },
       schema: {
         tags,
-        summary: 'revokeAuth: forget the connection',
+        summary: 'revokeAuth: revoke the tokens at the provider (when it can) and forget the connection',
         params: ServiceParams,
         querystring: UserQuery,
         response: { 204: Type.Null(), ...errors(400, 401, 403, 404) },

@@ -15,6 +15,7 @@ import {
   upsertConnection,
 } from './connections.repo.js';
 import { vaultKeysOf } from './vault-keys.js';
+import { refreshConnection, refreshDue, revokeAtProvider } from './vault-oauth.js';
 
 /** Whose connections a call is about: the tenant and the owner (a Gatehouse user id, or the app's own id). */
 export interface VaultOwner {
@@ -59,13 +60,13 @@ export async function vaultOwner(deps: Deps, principal: Principal, userId: strin
 const dataAad = (owner: VaultOwner | { tenantId: string; owner: string }, service: string) =>
   `connection:${owner.tenantId}:${owner.owner}:${service}`;
 
-async function sealAuthData(deps: Deps, owner: VaultOwner, service: string, authData: unknown) {
+export async function sealAuthData(deps: Deps, owner: VaultOwner, service: string, authData: unknown) {
   const { version, key } = await vaultKeysOf(deps).current(owner.tenantId);
   return { sealed: seal(key, JSON.stringify(authData), dataAad(owner, service)), version };
 }
 
 /** Opens a connection's auth data; a ciphertext that fails its check is an error, never garbage. */
-async function openAuthData(deps: Deps, row: ConnectionRow): Promise<unknown> {
+export async function openAuthData(deps: Deps, row: ConnectionRow): Promise<unknown> {
   const key = await vaultKeysOf(deps).key(row.tenant_id, row.key_version);
   try {
     return JSON.parse(
@@ -86,10 +87,14 @@ async function openAuthData(deps: Deps, row: ConnectionRow): Promise<unknown> {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-function present(row: Pick<ConnectionRow, 'owner' | 'service' | 'expires_at' | 'created_at' | 'updated_at'>) {
+function present(
+  row: Pick<ConnectionRow, 'owner' | 'service' | 'expires_at' | 'created_at' | 'updated_at' | 'status' | 'provider_id'>,
+) {
   return {
     service: row.service,
     user_id: row.owner,
+    oauth: row.provider_id !== null,
+    status: row.status,
     expires_at: iso(row.expires_at),
     created_at: iso(row.created_at) as string,
     updated_at: iso(row.updated_at) as string,
@@ -121,6 +126,8 @@ export async function saveAuth(
   input: { auth_data: unknown; expires_at?: string | null },
   actor: Actor,
   client: ClientInfo,
+  /** The OAuth provider that issued the data (it can refresh it); none for data saved as is. */
+  providerId: string | null = null,
 ) {
   if (input.auth_data === undefined || input.auth_data === null)
     throw invalidField('auth_data', 'is required (any JSON)');
@@ -142,6 +149,12 @@ export async function saveAuth(
       expires_at: expiresAt,
       created_at: now,
       updated_at: now,
+      provider_id: providerId,
+      status: 'active',
+      refresh_lock_until: null,
+      refresh_failures: 0,
+      next_refresh_at: null,
+      last_error: null,
     });
     await recordAudit(trx, deps, {
       tenantId: owner.tenantId,
@@ -163,15 +176,55 @@ async function requireConnection(deps: Deps, owner: VaultOwner, service: string)
   return row;
 }
 
-/** getAuth: the auth data as saved. */
+/**
+ * getAuth: the auth data as saved. An OAuth connection expiring within VAULT_REFRESH_SKEW is
+ * refreshed first (one refresh per connection across instances; the others wait for it). If the
+ * refresh fails while the token is still valid, the valid token is returned; once it has expired,
+ * the failure is the answer.
+ */
 export async function getAuth(deps: Deps, owner: VaultOwner, service: string) {
-  const row = await requireConnection(deps, owner, service);
+  let row = await requireConnection(deps, owner, service);
+  if (refreshDue(deps, row)) {
+    const now = deps.clock.now();
+    const expired = row.expires_at !== null && row.expires_at <= now;
+    const backingOff = row.next_refresh_at !== null && row.next_refresh_at > now;
+    if (!backingOff) {
+      try {
+        row = await refreshConnection(deps, row);
+      } catch (error) {
+        if (expired || (error instanceof AppError && error.code === 'conflict')) throw error;
+      }
+    } else if (expired) {
+      throw new AppError('upstream_unavailable', `${service} could not refresh the connection (${row.last_error})`, {
+        details: { retry_at: new Date(row.next_refresh_at ?? now).toISOString() },
+      });
+    }
+  }
+  if (row.status === 'needs_reauth') {
+    throw new AppError('conflict', `The ${service} connection needs to be authorized again (${row.last_error})`, {
+      details: { status: 'needs_reauth', reason: row.last_error },
+    });
+  }
   return { ...present(row), auth_data: await openAuthData(deps, row) };
 }
 
-/** revokeAuth: forgets the connection. */
+/** refreshAuth: refreshes an OAuth connection now (whatever its expiry). */
+export async function refreshAuth(deps: Deps, owner: VaultOwner, service: string) {
+  const row = await requireConnection(deps, owner, service);
+  if (row.provider_id === null) {
+    throw new AppError(
+      'conflict',
+      `The ${service} connection was saved as is, not through OAuth: nothing refreshes it`,
+    );
+  }
+  const refreshed = await refreshConnection(deps, row);
+  return { ...present(refreshed), auth_data: await openAuthData(deps, refreshed) };
+}
+
+/** revokeAuth: revokes the tokens at the provider when it can (best effort), then forgets the connection. */
 export async function revokeAuth(deps: Deps, owner: VaultOwner, service: string, actor: Actor, client: ClientInfo) {
   const row = await requireConnection(deps, owner, service);
+  const revoked = await revokeAtProvider(deps, row);
   await deps.db.kysely.transaction().execute(async (trx) => {
     await deleteConnectionRow(trx, owner.tenantId, row.id);
     await recordAudit(trx, deps, {
@@ -180,9 +233,10 @@ export async function revokeAuth(deps: Deps, owner: VaultOwner, service: string,
       actor,
       target: { type: 'connection', id: row.id },
       client,
-      data: { service, user_id: owner.owner },
+      data: { service, user_id: owner.owner, revoked_at_provider: revoked },
     });
   });
+  return { revoked_at_provider: revoked };
 }
 
 /** The connections of one owner, or (service key without user_id) of the whole tenant; never their data. */

@@ -188,7 +188,12 @@ describe('vault: encryption at rest', () => {
 
     const ticks: number[] = [];
     let total = 0;
-    const result = await rotateVault(h.deps, { start: (n) => void (total = n), tick: () => void ticks.push(1) });
+    const result = await rotateVault(h.deps, {
+      start: (n) => {
+        total = n;
+      },
+      tick: () => ticks.push(1),
+    });
     assert.ok(result.reencrypted >= 3, JSON.stringify(result));
     // The connection tampered with in the test above (same database) is named, not fatal.
     assert.ok(result.failed.length <= 1, JSON.stringify(result));
