@@ -17,6 +17,7 @@ import { registerChatRoutes } from './features/llm/chat.routes.js';
 import { registerProviderRoutes } from './features/llm/providers.routes.js';
 import { registerRoutingRoutes } from './features/llm/routing.routes.js';
 import { registerOAuthProviderRoutes } from './features/oauth/oauth-providers.routes.js';
+import { registerSignInRoutes } from './features/oauth/sign-in.routes.js';
 import { registerPlanRoutes } from './features/plans/plans.routes.js';
 import { Plan } from './features/plans/plans.schemas.js';
 import { registerServiceKeyRoutes } from './features/service-keys/service-keys.routes.js';
@@ -110,6 +111,7 @@ export async function buildApp(deps: Deps) {
   registerProviderRoutes(app, deps);
   registerRoutingRoutes(app, deps);
   registerOAuthProviderRoutes(app, deps);
+  registerSignInRoutes(app, deps);
   registerVaultRoutes(app, deps);
   registerChatRoutes(app, deps);
   registerEventRoutes(app, deps);

@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   invalid_token: 401,
   invalid_credentials: 401,
   invalid_refresh_token: 401,
+  invalid_grant: 400,
   forbidden: 403,
   account_disabled: 403,
   not_found: 404,

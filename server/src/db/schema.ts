@@ -27,6 +27,8 @@ export interface Database {
   connections: ConnectionTable;
   oauth_providers: OAuthProviderTable;
   oauth_states: OAuthStateTable;
+  user_identities: UserIdentityTable;
+  oauth_codes: OAuthCodeTable;
 }
 
 export interface TenantTable {
@@ -331,6 +333,30 @@ export interface OAuthStateTable {
   code_verifier_sealed: string;
   redirect_after: string | null;
   scopes: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  app_state: string | null;
+  app_code_challenge: string | null;
+}
+
+export interface UserIdentityTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  provider_id: string;
+  subject: string;
+  email: string | null;
+  created_at: number;
+  last_login_at: number;
+}
+
+export interface OAuthCodeTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  redirect_uri: string;
+  code_challenge: string | null;
   created_at: number;
   expires_at: number;
   used_at: number | null;

@@ -18,7 +18,8 @@ export type IdKind =
   | 'prv'
   | 'rte'
   | 'con'
-  | 'opr';
+  | 'opr'
+  | 'idn';
 
 export interface Ids {
   next(kind: IdKind): string;

@@ -6,6 +6,7 @@ import * as m0004 from './0004_llm_providers.js';
 import * as m0005 from './0005_llm_routing.js';
 import * as m0006 from './0006_vault.js';
 import * as m0007 from './0007_oauth.js';
+import * as m0008 from './0008_sign_in.js';
 
 /** Every migration, in order. Listed explicitly so bundlers and tsx need no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '0005_llm_routing': m0005,
   '0006_vault': m0006,
   '0007_oauth': m0007,
+  '0008_sign_in': m0008,
 };

@@ -1,0 +1,270 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import * as oidc from 'openid-client';
+import { json } from '../../db/index.js';
+import type { Deps } from '../../deps.js';
+import { AppError, invalidField } from '../../errors.js';
+import type { ClientInfo } from '../../http/principal.js';
+import { findUser, findUserByEmail, insertUser, updateUser } from '../accounts/accounts.repo.js';
+import { normalizeEmail, presentUser } from '../accounts/accounts.service.js';
+import { recordAudit } from '../audit/audit.service.js';
+import { startSession } from '../sessions/sessions.service.js';
+import type { Tenant } from '../tenants/tenants.types.js';
+import { checkRedirect, takeState } from '../vault/vault-oauth.js';
+import { authorizationUrl, clientConfig, exchangeCode, reason } from './oauth-client.js';
+import type { OAuthProviderRow } from './oauth-providers.repo.js';
+import { requireOAuthProvider } from './oauth-providers.service.js';
+
+// Social sign-in to Gatehouse itself, on the tenant's OAuth providers (the vault's client code).
+// The app sends the browser to /start with its exact redirect URI; after the provider, Gatehouse
+// signs the user in (or up) by the provider's subject and sends the browser back with a one-time
+// code, which the app exchanges for tokens: tokens never travel in a URL (RFC 9700 §2.1.2).
+
+const STATE_TTL_MS = 10 * 60_000;
+const CODE_TTL_MS = 60_000;
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+const s256 = (verifier: string) => createHash('sha256').update(verifier).digest('base64url');
+const verifierAad = (stateHash: string) => `oauth_state:${stateHash}`;
+
+export const signInCallbackUrl = (deps: Deps) => `${deps.config.publicUrl}/api/auth/oauth/callback`;
+
+export interface StartInput {
+  redirect_uri: string;
+  state?: string;
+  code_challenge?: string;
+  code_challenge_method?: string;
+}
+
+/** GET /api/auth/oauth/{provider}/start: the provider's authorization URL for this sign-in. */
+export async function startSignIn(deps: Deps, tenant: Tenant, providerName: string, input: StartInput) {
+  const provider = await requireOAuthProvider(deps, tenant.id, providerName);
+  await checkRedirect(deps, tenant.id, 'redirect_uri', input.redirect_uri);
+  if (input.code_challenge !== undefined && input.code_challenge_method !== 'S256') {
+    throw invalidField('code_challenge_method', 'must be S256 when a code_challenge is sent');
+  }
+  const started = await authorizationUrl(deps, provider, {
+    redirectUri: signInCallbackUrl(deps),
+    scopes: json.read<string[]>(provider.scopes, []),
+    extra: json.read<Record<string, string>>(provider.extra_params, {}),
+  });
+  const now = deps.clock.now();
+  const id = sha256(started.state);
+  await deps.db.kysely
+    .insertInto('oauth_states')
+    .values({
+      id,
+      tenant_id: tenant.id,
+      provider_id: provider.id,
+      purpose: 'sign_in',
+      owner: null,
+      user_id: null,
+      code_verifier_sealed: deps.masterKey.seal(started.codeVerifier, verifierAad(id)),
+      redirect_after: input.redirect_uri,
+      scopes: provider.scopes,
+      created_at: now,
+      expires_at: now + STATE_TTL_MS,
+      used_at: null,
+      app_state: input.state ?? null,
+      app_code_challenge: input.code_challenge ?? null,
+    })
+    .execute();
+  return started.url;
+}
+
+interface Identity {
+  subject: string;
+  email: string | null;
+  emailVerified: boolean;
+  name: string | null;
+}
+
+/** Who the provider says signed in: the ID token's claims, else its userinfo (GitHub's /user has `id`). */
+async function identityOf(
+  deps: Deps,
+  provider: OAuthProviderRow,
+  tokens: { access_token: string },
+  claims: oidc.IDToken | undefined,
+): Promise<Identity> {
+  let info: Record<string, unknown> | undefined = claims;
+  if (!info?.email && provider.userinfo_endpoint) {
+    const fetched = await oidc.fetchUserInfo(
+      clientConfig(deps, provider),
+      tokens.access_token,
+      claims?.sub ?? oidc.skipSubjectCheck,
+    );
+    info = { ...fetched, ...claims };
+  }
+  const subject = info?.sub ?? info?.id;
+  if (subject === undefined || subject === null || subject === '') {
+    throw new AppError('upstream_unavailable', `${provider.name} did not say who signed in`);
+  }
+  return {
+    subject: String(subject),
+    email: typeof info?.email === 'string' ? normalizeEmail(info.email) : null,
+    emailVerified: info?.email_verified === true,
+    name: typeof info?.name === 'string' ? info.name : null,
+  };
+}
+
+/** Where the browser goes back to, with these parameters (the app's own state included). */
+function backTo(redirectUri: string, params: Record<string, string | null>) {
+  const url = new URL(redirectUri);
+  for (const [key, value] of Object.entries(params)) if (value !== null) url.searchParams.set(key, value);
+  return url.href;
+}
+
+/**
+ * GET /api/auth/oauth/callback: the provider's redirect. Finds the user by (provider, subject);
+ * else links the account with the same email only when the provider says that email is verified;
+ * else signs a new user up. Answers where to send the browser: the app's redirect URI with a
+ * one-time code, or with `error` (RFC 6749 §4.1.2.1 names).
+ */
+export async function finishSignIn(
+  deps: Deps,
+  query: { code?: string; state?: string; error?: string },
+  url: URL,
+  client: ClientInfo,
+): Promise<string> {
+  const { row, provider, codeVerifier } = await takeState(deps, query.state, 'sign_in');
+  const redirectUri = row.redirect_after ?? '';
+  const fail = (error: string, description: string) =>
+    backTo(redirectUri, { error, error_description: description, state: row.app_state });
+  if (query.error) return fail('access_denied', `${provider.name} answered ${query.error}`);
+
+  let identity: Identity;
+  try {
+    const { tokens, claims } = await exchangeCode(deps, provider, url, { state: query.state ?? '', codeVerifier });
+    identity = await identityOf(deps, provider, tokens, claims);
+  } catch (error) {
+    deps.log.warn({ provider: provider.name, reason: reason(error) }, 'sign-in: the provider did not complete');
+    return fail('server_error', `${provider.name} did not complete the sign-in`);
+  }
+
+  const tenantId = row.tenant_id;
+  const db = deps.db.kysely;
+  const now = deps.clock.now();
+  const known = await db
+    .selectFrom('user_identities')
+    .selectAll()
+    .where('tenant_id', '=', tenantId)
+    .where('provider_id', '=', provider.id)
+    .where('subject', '=', identity.subject)
+    .executeTakeFirst();
+  let userId = known?.user_id;
+  let created = false;
+  let linked = false;
+  if (!userId) {
+    const sameEmail = identity.email ? await findUserByEmail(db, tenantId, identity.email) : undefined;
+    if (sameEmail && !identity.emailVerified) {
+      return fail(
+        'access_denied',
+        `An account with this email exists; ${provider.name} does not say the email is verified, so sign in with your password`,
+      );
+    }
+    if (!identity.email && !sameEmail) return fail('access_denied', `${provider.name} shared no email address`);
+    userId = sameEmail?.id ?? deps.ids.next('usr');
+    created = !sameEmail;
+    linked = Boolean(sameEmail);
+  }
+  const code = randomBytes(32).toString('base64url');
+  const finalUserId = userId;
+  const user = await db.transaction().execute(async (trx) => {
+    if (created) {
+      await insertUser(trx, {
+        id: finalUserId,
+        tenant_id: tenantId,
+        email: identity.email ?? '',
+        name: identity.name,
+        password_hash: null,
+        role: 'user',
+        disabled_at: null,
+        email_verified_at: identity.emailVerified ? now : null,
+        plan_id: null,
+        last_login_at: now,
+        created_at: now,
+        updated_at: now,
+      });
+    }
+    if (!known) {
+      await trx
+        .insertInto('user_identities')
+        .values({
+          id: deps.ids.next('idn'),
+          tenant_id: tenantId,
+          user_id: finalUserId,
+          provider_id: provider.id,
+          subject: identity.subject,
+          email: identity.email,
+          created_at: now,
+          last_login_at: now,
+        })
+        .execute();
+    } else {
+      await trx.updateTable('user_identities').set({ last_login_at: now }).where('id', '=', known.id).execute();
+    }
+    const found = await findUser(trx, tenantId, finalUserId);
+    if (!found || found.disabled_at !== null) return found;
+    await updateUser(trx, tenantId, finalUserId, { last_login_at: now });
+    await trx
+      .insertInto('oauth_codes')
+      .values({
+        id: sha256(code),
+        tenant_id: tenantId,
+        user_id: finalUserId,
+        redirect_uri: redirectUri,
+        code_challenge: row.app_code_challenge,
+        created_at: now,
+        expires_at: now + CODE_TTL_MS,
+        used_at: null,
+      })
+      .execute();
+    await recordAudit(trx, deps, {
+      tenantId,
+      action: created ? 'user.registered' : 'login.succeeded',
+      actor: { type: 'user', id: finalUserId },
+      target: { type: 'user', id: finalUserId },
+      client,
+      data: { method: 'oauth', provider: provider.name, ...(linked && { linked_by_verified_email: true }) },
+    });
+    return found;
+  });
+  if (!user || user.disabled_at !== null) return fail('access_denied', 'This account is disabled');
+  return backTo(redirectUri, { code, state: row.app_state });
+}
+
+/**
+ * POST /api/auth/oauth/token: the one-time code for a session, once, within a minute, with the
+ * redirect URI it was issued for and the app's PKCE verifier when it sent a challenge.
+ */
+export async function exchangeSignInCode(
+  deps: Deps,
+  tenant: Tenant,
+  input: { code: string; redirect_uri: string; code_verifier?: string },
+  client: ClientInfo,
+) {
+  const now = deps.clock.now();
+  const invalid = () =>
+    new AppError('invalid_grant', 'This code is unknown, expired, already used, or not for this redirect_uri');
+  const row = await deps.db.kysely
+    .updateTable('oauth_codes')
+    .set({ used_at: now })
+    .where('id', '=', sha256(input.code))
+    .where('tenant_id', '=', tenant.id)
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', now)
+    .returningAll()
+    .executeTakeFirst();
+  if (!row || row.redirect_uri !== input.redirect_uri) throw invalid();
+  if (row.code_challenge !== null) {
+    if (!input.code_verifier)
+      throw invalidField('code_verifier', 'is required: the sign-in started with a code_challenge');
+    const expected = Buffer.from(row.code_challenge);
+    const actual = Buffer.from(s256(input.code_verifier));
+    if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) throw invalid();
+  }
+  const user = await findUser(deps.db.kysely, tenant.id, row.user_id);
+  if (!user || user.disabled_at !== null) throw new AppError('account_disabled', 'This account is disabled');
+  const { tokens } = await deps.db.kysely
+    .transaction()
+    .execute((trx) => startSession(trx, deps, { tenant, userId: user.id, client }));
+  return { ...tokens, user: presentUser(user) };
+}
