@@ -131,6 +131,27 @@ describe('vault OAuth connections', () => {
     assert.equal(typeof got.body.auth_data.access_token, 'string');
     assert.equal(typeof got.body.auth_data.refresh_token, 'string');
     assert.ok(Date.parse(got.body.expires_at) > Date.now());
+    // No token, secret or PKCE verifier in plaintext anywhere the flow wrote.
+    const dump: unknown[] = [];
+    for (const table of [
+      'connections',
+      'oauth_states',
+      'oauth_providers',
+      'vault_keys',
+      'audit_events',
+      'events',
+    ] as const) {
+      dump.push(await h.deps.db.kysely.selectFrom(table).selectAll().execute());
+    }
+    const text = JSON.stringify(dump);
+    for (const secret of [
+      got.body.auth_data.access_token,
+      got.body.auth_data.refresh_token,
+      'client-secret-never-shown',
+    ]) {
+      assert.ok(!text.includes(secret), 'a secret in the database dump');
+    }
+    assert.ok(!h.logs.join('').includes(got.body.auth_data.refresh_token), 'a refresh token in the logs');
     const sent = new URL(
       (
         await h.request({
