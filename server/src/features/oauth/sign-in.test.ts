@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { type FakeOidc, startFakeOidc } from '../../../test/fake-oidc.js';
 import { createHarness, fieldsOf, type Harness, type TestTenant } from '../../../test/harness.js';
+import { oauthTenant } from '../../../test/oauth-tenant.js';
 
 // Social sign-in end to end against a real OpenID provider on loopback (oidc-provider).
 
@@ -20,32 +21,13 @@ after(async () => {
   await op.close();
 });
 
-async function setup(): Promise<TestTenant> {
-  const t = await h.tenant();
-  const clientId = `client-${randomBytes(4).toString('hex')}`;
-  op.client({ clientId, clientSecret: 'sign-in-secret', redirectUris: [CALLBACK] });
-  const created = await h.request({
-    method: 'POST',
-    url: '/api/admin/oauth/providers',
-    token: h.operator.token,
-    tenant: t.id,
-    body: {
-      name: 'acme',
-      issuer: op.issuer,
-      client_id: clientId,
-      client_secret: 'sign-in-secret',
-      scopes: ['openid', 'email', 'profile'],
-    },
+const setup = () =>
+  oauthTenant(h, op, {
+    callback: CALLBACK,
+    appUri: APP,
+    clientSecret: 'sign-in-secret',
+    scopes: ['openid', 'email', 'profile'],
   });
-  assert.equal(created.status, 201, created.text);
-  await h.request({
-    method: 'PATCH',
-    url: `/api/admin/tenants/${t.id}`,
-    token: h.operator.token,
-    body: { settings: { allowed_redirect_uris: [APP] } },
-  });
-  return t;
-}
 
 /** The browser's round trip; returns where Gatehouse finally sends it (the app's URI). */
 async function signIn(t: TestTenant, query: Record<string, string> = {}): Promise<URL> {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { type FakeOidc, startFakeOidc } from '../../../test/fake-oidc.js';
 import { createHarness, fieldsOf, type Harness, type TestResponse, type TestTenant } from '../../../test/harness.js';
+import { oauthTenant } from '../../../test/oauth-tenant.js';
 
 // OAuth connections in the vault against a real OpenID provider on loopback (oidc-provider):
 // auth link → provider login → callback → stored connection → getAuth → expiry and refresh → revoke.
@@ -29,30 +30,12 @@ interface Setup {
 
 /** A tenant with an OAuth provider `acme` discovered from the fake issuer, and the app's return URL allowed. */
 async function setup(): Promise<Setup> {
-  const t = await h.tenant();
-  const clientId = `client-${randomBytes(4).toString('hex')}`;
-  op.client({ clientId, clientSecret: 'client-secret-never-shown', redirectUris: [CALLBACK] });
-  const created = await h.request({
-    method: 'POST',
-    url: '/api/admin/oauth/providers',
-    token: h.operator.token,
-    tenant: t.id,
-    body: {
-      name: 'acme',
-      issuer: op.issuer,
-      client_id: clientId,
-      client_secret: 'client-secret-never-shown',
-      scopes: ['openid', 'email', 'offline_access'],
-    },
+  const t = await oauthTenant(h, op, {
+    callback: CALLBACK,
+    appUri: APP_RETURN,
+    clientSecret: 'client-secret-never-shown',
+    scopes: ['openid', 'email', 'offline_access'],
   });
-  assert.equal(created.status, 201, created.text);
-  const settings = await h.request({
-    method: 'PATCH',
-    url: `/api/admin/tenants/${t.id}`,
-    token: h.operator.token,
-    body: { settings: { allowed_redirect_uris: [APP_RETURN] } },
-  });
-  assert.equal(settings.status, 200, settings.text);
   return { t, service: 'acme', serviceKey: await t.serviceKey() };
 }
 
