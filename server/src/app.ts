@@ -32,6 +32,8 @@ import { TokenBudget } from './features/usage/usage.schemas.js';
 import { flushUsage } from './features/usage/usage.service.js';
 import { registerVaultRoutes } from './features/vault/vault.routes.js';
 import { refreshDueConnections } from './features/vault/vault-oauth.js';
+import { registerWebhookRoutes } from './features/webhooks/webhooks.routes.js';
+import { startWebhookWorker } from './features/webhooks/webhooks.worker.js';
 import { registerAuthentication } from './http/authenticate.js';
 import { registerCors } from './http/cors.js';
 import { createLazyRequestLogger } from './http/lazy-logger.js';
@@ -113,6 +115,7 @@ export async function buildApp(deps: Deps) {
   registerOAuthProviderRoutes(app, deps);
   registerSignInRoutes(app, deps);
   registerVaultRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
   registerChatRoutes(app, deps);
   registerEventRoutes(app, deps);
   registerAuditRoutes(app, deps);
@@ -139,8 +142,10 @@ function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<v
     every(60_000, () => deps.keyring.refresh(), 'signing key refresh'),
     every(60_000, async () => void (await refreshDueConnections(deps)), 'vault connection refresh'),
   ];
+  const webhooks = startWebhookWorker(deps);
   app.addHook('onClose', async () => {
     for (const timer of timers) clearInterval(timer);
+    await webhooks.stop();
     await deps.lastUsed.flush();
     await flushUsage(deps);
   });

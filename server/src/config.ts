@@ -51,6 +51,12 @@ export interface Config {
   };
   /** Networks outside public unicast that outbound calls (LLM providers) may reach; none by default. */
   outboundAllowedNetworks: Network[];
+  webhooks: {
+    /** Per delivery attempt, answer included. */
+    timeoutMs: number;
+    /** After a secret rotation, deliveries carry both signatures this long. */
+    secretOverlapMs: number;
+  };
   vault: {
     /** OAuth connections are refreshed this long before they expire (on read, and in the background). */
     refreshSkewMs: number;
@@ -185,6 +191,10 @@ export function loadConfig(env: Env = process.env): Config {
       reservationTtlMs: duration('TOKEN_RESERVATION_TTL', '10m', 1000),
     },
     outboundAllowedNetworks,
+    webhooks: {
+      timeoutMs: duration('WEBHOOK_TIMEOUT', '15s', 100),
+      secretOverlapMs: duration('WEBHOOK_SECRET_OVERLAP', '24h', 0),
+    },
     vault: { refreshSkewMs: duration('VAULT_REFRESH_SKEW', '5m', 0) },
     llm: {
       upstreamTimeoutMs: duration('LLM_UPSTREAM_TIMEOUT', '60s', 100),

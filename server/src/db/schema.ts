@@ -29,6 +29,9 @@ export interface Database {
   oauth_states: OAuthStateTable;
   user_identities: UserIdentityTable;
   oauth_codes: OAuthCodeTable;
+  webhook_endpoints: WebhookEndpointTable;
+  webhook_deliveries: WebhookDeliveryTable;
+  webhook_attempts: WebhookAttemptTable;
 }
 
 export interface TenantTable {
@@ -360,4 +363,49 @@ export interface OAuthCodeTable {
   created_at: number;
   expires_at: number;
   used_at: number | null;
+}
+
+export interface WebhookEndpointTable {
+  id: string;
+  tenant_id: string;
+  url: string;
+  description: string | null;
+  event_types: string;
+  secret_sealed: string;
+  previous_secret_sealed: string | null;
+  previous_secret_until: number | null;
+  disabled_at: number | null;
+  disabled_reason: string | null;
+  failing_since: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed' | 'cancelled';
+
+export interface WebhookDeliveryTable {
+  id: string;
+  tenant_id: string;
+  endpoint_id: string;
+  event_id: string;
+  status: DeliveryStatus;
+  attempts: number;
+  next_attempt_at: number;
+  locked_until: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface WebhookAttemptTable {
+  id: string;
+  tenant_id: string;
+  delivery_id: string;
+  endpoint_id: string;
+  event_id: string;
+  attempt: number;
+  status_code: number | null;
+  error: string | null;
+  latency_ms: number;
+  response_excerpt: string | null;
+  created_at: number;
 }

@@ -19,7 +19,10 @@ export type IdKind =
   | 'rte'
   | 'con'
   | 'opr'
-  | 'idn';
+  | 'idn'
+  | 'whe'
+  | 'whd'
+  | 'wha';
 
 export interface Ids {
   next(kind: IdKind): string;

@@ -4,6 +4,7 @@ import { AppError, notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
 import { isSupportedHash } from '../../lib/password-hasher.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { emitEvent } from '../events/events.service.js';
 import { revokeUserSessions } from '../sessions/sessions.service.js';
 import { findUser, insertUser, listUsers as listRows, type UserRow, updateUser } from './accounts.repo.js';
 import type { AdminUserPatch, ImportUsersBody } from './accounts.schemas.js';
@@ -49,6 +50,7 @@ export async function patchUser(
     if (input.disabled) {
       await revokeUserSessions(trx, deps, { tenantId, userId: id, actor, client, reason: 'user.disabled' });
     }
+    await emitEvent(trx, deps, { tenantId, type: 'user.updated', data: { user_id: id, fields: Object.keys(input) } });
     await recordAudit(trx, deps, {
       tenantId,
       action: 'user.updated',

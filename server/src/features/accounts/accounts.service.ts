@@ -3,6 +3,7 @@ import { AppError } from '../../errors.js';
 import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
 import { createApiKey, PRIMARY_KEY_NAME, presentApiKey } from '../api-keys/api-keys.service.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { emitEvent } from '../events/events.service.js';
 import { planOfUser } from '../plans/plans.service.js';
 import { revokeUserSessions, startSession } from '../sessions/sessions.service.js';
 import { effectiveSettings, requireTenant } from '../tenants/tenants.service.js';
@@ -72,6 +73,11 @@ export async function register(
       actor: { type: 'user', id: user.id },
       target: { type: 'user', id: user.id },
       client,
+    });
+    await emitEvent(trx, deps, {
+      tenantId: tenant.id,
+      type: 'user.created',
+      data: { user_id: user.id, email: user.email, method: 'password' },
     });
     // Seed 001: every new account gets its primary API key, shown once in this response.
     const apiKey = await createApiKey(trx, deps, {
@@ -205,6 +211,11 @@ export async function updateMe(
       target: { type: 'user', id: user.id },
       client,
       data: { fields: Object.keys(input) },
+    });
+    await emitEvent(trx, deps, {
+      tenantId: principal.tenantId,
+      type: 'user.updated',
+      data: { user_id: user.id, fields: Object.keys(input) },
     });
   });
   deps.caches.auth.clear();

@@ -8,6 +8,7 @@ import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
 import { API_KEY_PREFIX } from '../../lib/key-prefixes.js';
 import { createSecret, hasValidChecksum, sha256, visibleStart } from '../../lib/tokens.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { emitEvent } from '../events/events.service.js';
 import { limitsOf } from '../plans/plans.service.js';
 import { type BudgetOwner, budgetOf, chargeTokens } from '../usage/budget.service.js';
 import { hitLimits, type LimitSpec, type LimitState, peekLimits, requestLimitSpecs } from '../usage/rate-limits.js';
@@ -84,6 +85,11 @@ export async function createApiKey(
     client: input.client,
     data: { name: input.name },
   });
+  await emitEvent(trx, deps, {
+    tenantId: input.tenantId,
+    type: 'api_key.created',
+    data: { api_key_id: row.id, user_id: input.userId, name: input.name },
+  });
   return { row, key };
 }
 
@@ -133,6 +139,11 @@ export async function revokeApiKey(deps: Deps, principal: UserPrincipal, id: str
       actor: { type: 'user', id: principal.userId },
       target: { type: 'api_key', id },
       client,
+    });
+    await emitEvent(trx, deps, {
+      tenantId: principal.tenantId,
+      type: 'api_key.revoked',
+      data: { api_key_id: id, user_id: principal.userId },
     });
   });
   deps.caches.auth.clear();

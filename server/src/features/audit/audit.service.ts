@@ -44,7 +44,13 @@ export type AuditAction =
   | 'connection.connected'
   | 'oauth_provider.created'
   | 'oauth_provider.updated'
-  | 'oauth_provider.deleted';
+  | 'oauth_provider.deleted'
+  | 'webhook.created'
+  | 'webhook.updated'
+  | 'webhook.deleted'
+  | 'webhook.secret_rotated'
+  | 'webhook.replayed'
+  | 'webhook.disabled';
 
 export interface AuditEntry {
   tenantId: string;

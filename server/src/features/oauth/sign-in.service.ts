@@ -7,6 +7,7 @@ import type { ClientInfo } from '../../http/principal.js';
 import { findUser, findUserByEmail, insertUser, updateUser } from '../accounts/accounts.repo.js';
 import { normalizeEmail, presentUser } from '../accounts/accounts.service.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { emitEvent } from '../events/events.service.js';
 import { startSession } from '../sessions/sessions.service.js';
 import type { Tenant } from '../tenants/tenants.types.js';
 import { checkRedirect, takeState } from '../vault/vault-oauth.js';
@@ -182,6 +183,11 @@ export async function finishSignIn(
         last_login_at: now,
         created_at: now,
         updated_at: now,
+      });
+      await emitEvent(trx, deps, {
+        tenantId,
+        type: 'user.created',
+        data: { user_id: finalUserId, email: identity.email, method: 'oauth', provider: provider.name },
       });
     }
     if (!known) {

@@ -8,6 +8,7 @@ import type { Actor, ClientInfo, UserPrincipal } from '../../http/principal.js';
 import { REFRESH_TOKEN_PREFIX } from '../../lib/key-prefixes.js';
 import { randomToken, sha256 } from '../../lib/tokens.js';
 import { recordAudit } from '../audit/audit.service.js';
+import { emitEvent } from '../events/events.service.js';
 import { limitsOf } from '../plans/plans.service.js';
 import { effectiveSettings, requireTenant } from '../tenants/tenants.service.js';
 import type { Tenant } from '../tenants/tenants.types.js';
@@ -93,6 +94,11 @@ export async function startSession(
     created_at: now,
     used_at: null,
     successor_sealed: null,
+  });
+  await emitEvent(trx, deps, {
+    tenantId: input.tenant.id,
+    type: 'session.created',
+    data: { session_id: session.id, user_id: input.userId },
   });
   return { sessionId: session.id, tokens: pair };
 }
@@ -227,6 +233,11 @@ export async function revokeSession(
   await deps.db.kysely.transaction().execute(async (trx) => {
     const revoked = await revokeSessions(trx, principal.tenantId, { sessionId }, deps.clock.now(), action);
     if (revoked.length === 0) return;
+    await emitEvent(trx, deps, {
+      tenantId: principal.tenantId,
+      type: 'session.revoked',
+      data: { session_id: sessionId, user_id: principal.userId, reason: action },
+    });
     await recordAudit(trx, deps, {
       tenantId: principal.tenantId,
       action,
@@ -276,6 +287,13 @@ export async function revokeUserSessions(
     deps.clock.now(),
     input.reason,
   );
+  for (const sessionId of revoked) {
+    await emitEvent(trx, deps, {
+      tenantId: input.tenantId,
+      type: 'session.revoked',
+      data: { session_id: sessionId, user_id: input.userId, reason: input.reason },
+    });
+  }
   if (input.reason === 'logout.all') {
     await recordAudit(trx, deps, {
       tenantId: input.tenantId,
