@@ -6,6 +6,7 @@
 // lib/llm-scenarios.ts. It never asserts: PASS/FAIL only says whether a number met its target in
 // this run.
 //
+// `BENCH_ONLY=webhooks` runs the webhook outbox scenario alone (about 15 s).
 // `BENCH_ONLY=llm npm run bench` runs the LLM gateway scenarios alone (70-90 s on 2 cores;
 // results in .bench/results-llm.json, .bench/results.json is left as it was).
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,6 +38,7 @@ import {
 } from './lib/store-scenarios.js';
 import { shown } from './lib/stores.js';
 import { type BenchDatabase, dropBenchDatabaseSync } from './lib/usage-db.js';
+import { formatWebhooks, webhookOutbox } from './lib/webhook-scenarios.js';
 import type { LoadResult, LoadSpec } from './load.js';
 import type { OverloadResult, OverloadSpec } from './overload.js';
 
@@ -70,7 +72,11 @@ const TARGET = {
   limitsMemory: 0.8,
   limitsRedis: 0.6,
   usageP99Ms: 50,
+  // Issue 6: deliveries per second from a backlog to a local receiver.
+  webhooksPerSecond: 500,
 };
+/** Events queued for the webhook outbox scenario. */
+const WEBHOOK_EVENTS = 3_000;
 // Issue 4, the LLM gateway against a fake upstream: req/s through Gatehouse over direct
 // (non-streaming), p50 added at one request in flight, p50 time to first byte added (streaming),
 // and chunks forwarded as they arrive (median gap at least 0.8x the upstream's, at most 1% bunched).
@@ -315,6 +321,7 @@ async function measure(): Promise<Results> {
     count: USAGE_REQUESTS,
   });
   const llm = await llmGateway(stores, LLM_SETTINGS, LLM_TARGET);
+  const webhooks = await webhookOutbox(stores, WEBHOOK_EVENTS, TARGET.webhooksPerSecond);
 
   return {
     date,
@@ -367,6 +374,7 @@ async function measure(): Promise<Results> {
     ],
     usage: { targetP99Ms: TARGET.usageP99Ms, warmup: USAGE_WARMUP, count: USAGE_REQUESTS, outcome: usage },
     llm: { settings: LLM_SETTINGS, targets: LLM_TARGET, outcome: llm },
+    webhooks,
     readyz,
     gatehouseStop,
     otherStops,
@@ -375,14 +383,26 @@ async function measure(): Promise<Results> {
 
 mkdirSync(outDir, { recursive: true });
 const only = process.env.BENCH_ONLY;
-if (only !== undefined && only !== 'llm') {
-  say(`BENCH_ONLY=${only}: unknown (BENCH_ONLY=llm runs the LLM gateway scenarios alone)`);
+if (only !== undefined && only !== 'llm' && only !== 'webhooks') {
+  say(`BENCH_ONLY=${only}: unknown (BENCH_ONLY=llm or webhooks runs those scenarios alone)`);
   process.exit(2);
+}
+/** BENCH_ONLY=webhooks: the webhook outbox scenario alone. */
+async function measureWebhooks() {
+  const { date, machine } = machineAndDate();
+  const webhooks = await webhookOutbox(context([], []), WEBHOOK_EVENTS, TARGET.webhooksPerSecond);
+  return { date, machine, webhooks };
 }
 const run: Promise<{ file: string; results: unknown; report: string }> =
   only === 'llm'
     ? measureLlm().then((results) => ({ file: 'results-llm.json', results, report: formatLlmOnly(results) }))
-    : measure().then((results) => ({ file: 'results.json', results, report: formatReport(results) }));
+    : only === 'webhooks'
+      ? measureWebhooks().then((results) => ({
+          file: 'results-webhooks.json',
+          results,
+          report: formatWebhooks(results.webhooks).join('\n'),
+        }))
+      : measure().then((results) => ({ file: 'results.json', results, report: formatReport(results) }));
 run
   .then(({ file, results, report }) => {
     writeFileSync(join(outDir, file), `${JSON.stringify(results, null, 2)}\n`);

@@ -4,6 +4,7 @@ import type { OverloadResult } from '../overload.js';
 import type { SequentialResult } from '../sequential.js';
 import type { StreamResult } from '../stream.js';
 import { num, table, verdict } from './table.js';
+import { formatWebhooks, type WebhookBench } from './webhook-scenarios.js';
 
 export interface Scenario extends LoadResult {
   name: string;
@@ -173,6 +174,7 @@ export interface Results {
   usage: UsageSummaryBench;
   /** The LLM gateway against a fake upstream, direct and through a Gatehouse of its own (SQLite). */
   llm: LlmGatewayBench;
+  webhooks: WebhookBench;
   /** GET /readyz (pings the database, 3 s deadline) after each Gatehouse scenario. */
   readyz: { after: string; status: string }[];
   gatehouseStop: 'exited' | 'killed';
@@ -320,6 +322,7 @@ export function formatReport(r: Results): string {
   );
 
   out.push(...formatLlm(r.llm, s.connections), '');
+  out.push(...formatWebhooks(r.webhooks), '');
 
   const m = r.rss;
   out.push(
