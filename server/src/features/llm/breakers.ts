@@ -1,11 +1,4 @@
-import {
-  BrokenCircuitError,
-  type CircuitBreakerPolicy,
-  CircuitState,
-  ConsecutiveBreaker,
-  circuitBreaker,
-  handleWhen,
-} from 'cockatiel';
+import type { CircuitBreakerPolicy } from 'cockatiel';
 import { Counter, Gauge } from 'prom-client';
 import type { Deps } from '../../deps.js';
 
@@ -61,8 +54,12 @@ function createBreakers(deps: Deps): Breakers {
     registers: [deps.metrics],
   });
   const policies = new Map<string, CircuitBreakerPolicy>();
+  // cockatiel loads on the first provider call, not at start.
+  let lib: typeof import('cockatiel') | undefined;
 
-  const policyFor = (tenantId: string, provider: { id: string; name: string }) => {
+  const policyFor = async (tenantId: string, provider: { id: string; name: string }) => {
+    lib ??= await import('cockatiel');
+    const { circuitBreaker, ConsecutiveBreaker, handleWhen } = lib;
     let policy = policies.get(provider.id);
     if (!policy) {
       const labels = { tenant: tenantId, provider: provider.name };
@@ -94,16 +91,19 @@ function createBreakers(deps: Deps): Breakers {
 
   return {
     async run(tenantId, provider, call) {
-      const policy = policyFor(tenantId, provider);
+      const policy = await policyFor(tenantId, provider);
+      const { BrokenCircuitError, CircuitState } = lib!;
       // A trial is already under way: the others go elsewhere rather than queue behind it.
       if (policy.state === CircuitState.HalfOpen) throw new BrokenCircuitError();
       return policy.execute(call);
     },
     isOpen(providerId) {
       const state = policies.get(providerId)?.state;
-      return state === CircuitState.Open || state === CircuitState.HalfOpen;
+      return lib !== undefined && (state === lib.CircuitState.Open || state === lib.CircuitState.HalfOpen);
     },
   };
 }
 
-export { BrokenCircuitError };
+/** A provider skipped because its circuit is open (cockatiel's error, without loading it to check). */
+export const isBrokenCircuit = (error: unknown) =>
+  (error as { isBrokenCircuitError?: unknown } | undefined)?.isBrokenCircuitError === true;

@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import type { Deps } from '../../deps.js';
 import { OutboundRefused } from '../../lib/outbound.js';
-import { BrokenCircuitError, breakersOf, ProviderFailure } from './breakers.js';
+import { breakersOf, isBrokenCircuit, ProviderFailure } from './breakers.js';
 import type { ChatRequest } from './chat.service.js';
 import { type GatewayConfig, keyOf, type Target } from './gateway-config.js';
 
@@ -93,7 +93,7 @@ export async function openUpstream(
       return { target, key, response };
     } catch (error) {
       if (clientGone.aborted) return { failure: 'the client went away', cancelled: true };
-      if (error instanceof BrokenCircuitError) {
+      if (isBrokenCircuit(error)) {
         failures.push(`${provider.name}: skipped after repeated failures`);
         continue;
       }

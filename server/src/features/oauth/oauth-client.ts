@@ -1,4 +1,4 @@
-import * as oidc from 'openid-client';
+import type * as Oidc from 'openid-client';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import { OutboundRefused, plainHttpAllowed } from '../../lib/outbound.js';
@@ -11,7 +11,14 @@ import type { OAuthProviderRow } from './oauth-providers.repo.js';
 
 export const secretAad = (id: string) => `oauth_provider:${id}`;
 
-function fetchFor(deps: Deps): oidc.CustomFetch {
+/** openid-client (and its oauth4webapi) load on the first OAuth call, not at start. */
+let loaded: typeof Oidc | undefined;
+async function lib(): Promise<typeof Oidc> {
+  loaded ??= await import('openid-client');
+  return loaded;
+}
+
+function fetchFor(deps: Deps): Oidc.CustomFetch {
   return (url, options) => deps.outbound.fetch(url, options as RequestInit);
 }
 
@@ -35,6 +42,7 @@ export function checkEndpoint(deps: Deps, field: string, text: string): string {
 
 /** The provider's endpoints from its OpenID Connect discovery document. */
 export async function discover(deps: Deps, issuer: string) {
+  const oidc = await lib();
   try {
     const config = await oidc.discovery(new URL(issuer), 'gatehouse-discovery', undefined, oidc.None(), {
       [oidc.customFetch]: fetchFor(deps),
@@ -57,7 +65,7 @@ export async function discover(deps: Deps, issuer: string) {
 
 /** What went wrong in a call to a provider, in a sentence (never a token). */
 export function reason(error: unknown): string {
-  if (error instanceof oidc.ResponseBodyError)
+  if (loaded && error instanceof loaded.ResponseBodyError)
     return `${error.error}${error.error_description ? `: ${error.error_description}` : ''}`;
   const refused = [error, (error as { cause?: unknown })?.cause].find((e) => e instanceof OutboundRefused);
   if (refused) return (refused as Error).message;
@@ -66,10 +74,13 @@ export function reason(error: unknown): string {
 
 /** The provider said the grant is no good (a revoked or expired refresh token): only a new authorization helps. */
 export const grantRejected = (error: unknown) =>
-  error instanceof oidc.ResponseBodyError && (error.error === 'invalid_grant' || error.error === 'unauthorized_client');
+  loaded !== undefined &&
+  error instanceof loaded.ResponseBodyError &&
+  (error.error === 'invalid_grant' || error.error === 'unauthorized_client');
 
 /** openid-client's configuration for a stored provider (its secret opened for the call only). */
-export function clientConfig(deps: Deps, row: OAuthProviderRow): oidc.Configuration {
+export async function clientConfig(deps: Deps, row: OAuthProviderRow): Promise<Oidc.Configuration> {
+  const oidc = await lib();
   const secret = row.client_secret_sealed
     ? deps.masterKey.open(row.client_secret_sealed, secretAad(row.id)).toString('utf8')
     : undefined;
@@ -103,9 +114,10 @@ export async function authorizationUrl(
   row: OAuthProviderRow,
   params: { redirectUri: string; scopes: string[]; extra: Record<string, string> },
 ): Promise<Started> {
+  const oidc = await lib();
   const state = oidc.randomState();
   const codeVerifier = oidc.randomPKCECodeVerifier();
-  const url = oidc.buildAuthorizationUrl(clientConfig(deps, row), {
+  const url = oidc.buildAuthorizationUrl(await clientConfig(deps, row), {
     ...params.extra,
     redirect_uri: params.redirectUri,
     ...(params.scopes.length > 0 && { scope: params.scopes.join(' ') }),
@@ -118,7 +130,7 @@ export async function authorizationUrl(
   return { url: url.href, state, codeVerifier };
 }
 
-export type Tokens = oidc.TokenEndpointResponse;
+export type Tokens = Oidc.TokenEndpointResponse;
 
 /** The code exchange at the token endpoint, checking state (and PKCE when used). */
 export async function exchangeCode(
@@ -126,9 +138,10 @@ export async function exchangeCode(
   row: OAuthProviderRow,
   callbackUrl: URL,
   checks: { state: string; codeVerifier: string },
-): Promise<{ tokens: Tokens; claims: oidc.IDToken | undefined }> {
+): Promise<{ tokens: Tokens; claims: Oidc.IDToken | undefined }> {
+  const oidc = await lib();
   try {
-    const response = await oidc.authorizationCodeGrant(clientConfig(deps, row), callbackUrl, {
+    const response = await oidc.authorizationCodeGrant(await clientConfig(deps, row), callbackUrl, {
       expectedState: checks.state,
       ...(row.pkce === 1 && { pkceCodeVerifier: checks.codeVerifier }),
       idTokenExpected: false,
@@ -142,13 +155,17 @@ export async function exchangeCode(
 }
 
 export async function refreshTokens(deps: Deps, row: OAuthProviderRow, refreshToken: string): Promise<Tokens> {
-  return { ...(await oidc.refreshTokenGrant(clientConfig(deps, row), refreshToken)) };
+  const oidc = await lib();
+  return { ...(await oidc.refreshTokenGrant(await clientConfig(deps, row), refreshToken)) };
 }
 
 export async function revokeToken(deps: Deps, row: OAuthProviderRow, token: string): Promise<void> {
-  await oidc.tokenRevocation(clientConfig(deps, row), token);
+  const oidc = await lib();
+  await oidc.tokenRevocation(await clientConfig(deps, row), token);
 }
 
-export async function userInfo(deps: Deps, row: OAuthProviderRow, accessToken: string, subject: string) {
-  return oidc.fetchUserInfo(clientConfig(deps, row), accessToken, subject);
+/** The provider's userinfo; `subject` (from an ID token) must match when given. */
+export async function userInfo(deps: Deps, row: OAuthProviderRow, accessToken: string, subject: string | undefined) {
+  const oidc = await lib();
+  return oidc.fetchUserInfo(await clientConfig(deps, row), accessToken, subject ?? oidc.skipSubjectCheck);
 }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import * as oidc from 'openid-client';
+import type { IDToken } from 'openid-client';
 import { json } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
@@ -11,7 +11,7 @@ import { emitEvent } from '../events/events.service.js';
 import { startSession } from '../sessions/sessions.service.js';
 import type { Tenant } from '../tenants/tenants.types.js';
 import { checkRedirect, takeState } from '../vault/vault-oauth.js';
-import { authorizationUrl, clientConfig, exchangeCode, reason } from './oauth-client.js';
+import { authorizationUrl, exchangeCode, reason, userInfo } from './oauth-client.js';
 import type { OAuthProviderRow } from './oauth-providers.repo.js';
 import { requireOAuthProvider } from './oauth-providers.service.js';
 
@@ -83,15 +83,11 @@ async function identityOf(
   deps: Deps,
   provider: OAuthProviderRow,
   tokens: { access_token: string },
-  claims: oidc.IDToken | undefined,
+  claims: IDToken | undefined,
 ): Promise<Identity> {
   let info: Record<string, unknown> | undefined = claims;
   if (!info?.email && provider.userinfo_endpoint) {
-    const fetched = await oidc.fetchUserInfo(
-      clientConfig(deps, provider),
-      tokens.access_token,
-      claims?.sub ?? oidc.skipSubjectCheck,
-    );
+    const fetched = await userInfo(deps, provider, tokens.access_token, claims?.sub);
     info = { ...fetched, ...claims };
   }
   const subject = info?.sub ?? info?.id;
