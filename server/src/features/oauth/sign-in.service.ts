@@ -4,27 +4,25 @@ import { json } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { ClientInfo } from '../../http/principal.js';
+import { sha256 } from '../../lib/tokens.js';
 import { findUser, findUserByEmail, insertUser, updateUser } from '../accounts/accounts.repo.js';
 import { normalizeEmail, presentUser } from '../accounts/accounts.service.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { emitEvent } from '../events/events.service.js';
 import { startSession } from '../sessions/sessions.service.js';
 import type { Tenant } from '../tenants/tenants.types.js';
-import { checkRedirect, takeState } from '../vault/vault-oauth.js';
-import { authorizationUrl, exchangeCode, reason, userInfo } from './oauth-client.js';
+import { exchangeCode, reason, userInfo } from './oauth-client.js';
 import type { OAuthProviderRow } from './oauth-providers.repo.js';
 import { requireOAuthProvider } from './oauth-providers.service.js';
+import { beginAuthorization, checkRedirect, takeState } from './oauth-states.js';
 
 // Social sign-in to Gatehouse itself, on the tenant's OAuth providers (the vault's client code).
 // The app sends the browser to /start with its exact redirect URI; after the provider, Gatehouse
 // signs the user in (or up) by the provider's subject and sends the browser back with a one-time
 // code, which the app exchanges for tokens: tokens never travel in a URL (RFC 9700 §2.1.2).
 
-const STATE_TTL_MS = 10 * 60_000;
 const CODE_TTL_MS = 60_000;
-const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const s256 = (verifier: string) => createHash('sha256').update(verifier).digest('base64url');
-const verifierAad = (stateHash: string) => `oauth_state:${stateHash}`;
 
 export const signInCallbackUrl = (deps: Deps) => `${deps.config.publicUrl}/api/auth/oauth/callback`;
 
@@ -42,32 +40,15 @@ export async function startSignIn(deps: Deps, tenant: Tenant, providerName: stri
   if (input.code_challenge !== undefined && input.code_challenge_method !== 'S256') {
     throw invalidField('code_challenge_method', 'must be S256 when a code_challenge is sent');
   }
-  const started = await authorizationUrl(deps, provider, {
-    redirectUri: signInCallbackUrl(deps),
+  const started = await beginAuthorization(deps, provider, {
+    purpose: 'sign_in',
+    callbackUrl: signInCallbackUrl(deps),
     scopes: json.read<string[]>(provider.scopes, []),
     extra: json.read<Record<string, string>>(provider.extra_params, {}),
+    redirectAfter: input.redirect_uri,
+    appState: input.state ?? null,
+    appCodeChallenge: input.code_challenge ?? null,
   });
-  const now = deps.clock.now();
-  const id = sha256(started.state);
-  await deps.db.kysely
-    .insertInto('oauth_states')
-    .values({
-      id,
-      tenant_id: tenant.id,
-      provider_id: provider.id,
-      purpose: 'sign_in',
-      owner: null,
-      user_id: null,
-      code_verifier_sealed: deps.masterKey.seal(started.codeVerifier, verifierAad(id)),
-      redirect_after: input.redirect_uri,
-      scopes: provider.scopes,
-      created_at: now,
-      expires_at: now + STATE_TTL_MS,
-      used_at: null,
-      app_state: input.state ?? null,
-      app_code_challenge: input.code_challenge ?? null,
-    })
-    .execute();
   return started.url;
 }
 

@@ -1,22 +1,13 @@
-import { createHash } from 'node:crypto';
 import { json } from '../../db/index.js';
 import type { ConnectionTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import { SYSTEM_ACTOR } from '../../http/principal.js';
 import { emitEvent } from '../events/events.service.js';
-import {
-  authorizationUrl,
-  exchangeCode,
-  grantRejected,
-  reason,
-  refreshTokens,
-  revokeToken,
-  type Tokens,
-} from '../oauth/oauth-client.js';
+import { exchangeCode, grantRejected, reason, refreshTokens, revokeToken, type Tokens } from '../oauth/oauth-client.js';
 import { findOAuthProviderById, type OAuthProviderRow } from '../oauth/oauth-providers.repo.js';
 import { checkExtraParams, requireOAuthProvider } from '../oauth/oauth-providers.service.js';
-import { effectiveSettings, requireTenant } from '../tenants/tenants.service.js';
+import { beginAuthorization, checkRedirect, takeState } from '../oauth/oauth-states.js';
 import type { ConnectionRow } from './connections.repo.js';
 import { openAuthData, saveAuth, sealAuthData, type VaultOwner } from './vault.service.js';
 
@@ -25,23 +16,10 @@ import { openAuthData, saveAuth, sealAuthData, type VaultOwner } from './vault.s
 // revocation at the provider.
 
 /** How long an auth link may take to come back. */
-const STATE_TTL_MS = 10 * 60_000;
 /** How long one instance may hold a connection's refresh before another may take it over. */
 const REFRESH_LOCK_MS = 30_000;
 
-const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
-const verifierAad = (stateHash: string) => `oauth_state:${stateHash}`;
-
 export const callbackUrl = (deps: Deps) => `${deps.config.publicUrl}/api/vault/callback`;
-
-/** A redirect target must be on the tenant's exact list (no open redirects; RFC 9700 §4.1). */
-export async function checkRedirect(deps: Deps, tenantId: string, field: string, uri: string | undefined) {
-  if (uri === undefined) return;
-  const allowed = effectiveSettings(deps.config, await requireTenant(deps, tenantId)).allowedRedirectUris;
-  if (!allowed.includes(uri)) {
-    throw invalidField(field, "is not one of the tenant's allowed_redirect_uris (exact match)");
-  }
-}
 
 /** sendAuthLink: an authorization URL for the owner's connection to `service` (its OAuth provider). */
 export async function startConnect(
@@ -55,58 +33,16 @@ export async function startConnect(
   checkExtraParams('config', input.config);
   await checkRedirect(deps, owner.tenantId, 'redirect_after', input.redirect_after);
   const scopes = input.scopes ?? json.read<string[]>(provider.scopes, []);
-  const started = await authorizationUrl(deps, provider, {
-    redirectUri: callbackUrl(deps),
+  const started = await beginAuthorization(deps, provider, {
+    purpose: 'connect',
+    callbackUrl: callbackUrl(deps),
     scopes,
     extra: { ...json.read<Record<string, string>>(provider.extra_params, {}), ...input.config },
+    owner: owner.owner,
+    userId: owner.userId,
+    redirectAfter: input.redirect_after ?? null,
   });
-  const now = deps.clock.now();
-  const id = sha256(started.state);
-  await deps.db.kysely
-    .insertInto('oauth_states')
-    .values({
-      id,
-      tenant_id: owner.tenantId,
-      provider_id: provider.id,
-      purpose: 'connect',
-      owner: owner.owner,
-      user_id: owner.userId,
-      code_verifier_sealed: deps.masterKey.seal(started.codeVerifier, verifierAad(id)),
-      redirect_after: input.redirect_after ?? null,
-      scopes: json.write(scopes),
-      created_at: now,
-      expires_at: now + STATE_TTL_MS,
-    })
-    .execute();
-  return { url: started.url, state: started.state, expires_at: new Date(now + STATE_TTL_MS).toISOString() };
-}
-
-/**
- * Takes the state of a callback: known, of this purpose, not expired, and not used before (the
- * conditional update makes it single-use even when two callbacks race). Returns its row and the
- * PKCE verifier.
- */
-export async function takeState(deps: Deps, state: string | undefined, purpose: 'connect' | 'sign_in') {
-  if (!state) throw new AppError('invalid_request', 'The callback carries no state');
-  const id = sha256(state);
-  const now = deps.clock.now();
-  const row = await deps.db.kysely
-    .updateTable('oauth_states')
-    .set({ used_at: now })
-    .where('id', '=', id)
-    .where('purpose', '=', purpose)
-    .where('used_at', 'is', null)
-    .where('expires_at', '>', now)
-    .returningAll()
-    .executeTakeFirst();
-  if (!row)
-    throw new AppError('invalid_request', 'This authorization is unknown, expired or already used; start again');
-  const provider = await findOAuthProviderById(deps.db.kysely, row.provider_id);
-  if (!provider || provider.tenant_id !== row.tenant_id) {
-    throw new AppError('invalid_request', 'The OAuth provider of this authorization is gone');
-  }
-  const codeVerifier = deps.masterKey.open(row.code_verifier_sealed, verifierAad(id)).toString('utf8');
-  return { row, provider, codeVerifier };
+  return { url: started.url, state: started.state, expires_at: new Date(started.expiresAt).toISOString() };
 }
 
 /** The token response as stored: OAuth2's fields, with an absolute expiry. */
