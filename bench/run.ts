@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BoundResult, BoundSpec } from './argon2-bound.js';
 import { createFixtures, startGatehouse } from './lib/gatehouse.js';
+import { formatLlmOnly, type LlmOnlyResults } from './lib/llm-report.js';
 import { type LlmSettings, type LlmTargets, llmGateway } from './lib/llm-scenarios.js';
 import {
   childPids,
@@ -27,7 +28,7 @@ import {
   stopChild,
   waitForOk,
 } from './lib/procs.js';
-import { formatLlmOnly, formatReport, type LlmOnlyResults, type Results, type Scenario } from './lib/report.js';
+import { formatReport, type Results, type Scenario } from './lib/report.js';
 import {
   compareLimits,
   LIMITED,

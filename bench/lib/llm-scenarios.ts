@@ -8,8 +8,8 @@ import type { LoadResult, LoadSpec } from '../load.js';
 import type { SequentialResult, SequentialSpec } from '../sequential.js';
 import type { StreamResult, StreamSpec } from '../stream.js';
 import { call, createFixtures, type Fixtures } from './gatehouse.js';
+import type { LlmGatewayBench } from './llm-report.js';
 import { freePort, probe, runJson, startNode, stopChild, waitForOk } from './procs.js';
-import type { LlmGatewayBench } from './report.js';
 import { failed, type StoreContext, withGatehouse } from './store-scenarios.js';
 
 export type LlmContext = Pick<
