@@ -61,6 +61,16 @@ export interface Config {
     /** OAuth connections are refreshed this long before they expire (on read, and in the background). */
     refreshSkewMs: number;
   };
+  realtime: {
+    /** How live messages reach the other instances; 'auto': Redis when set, else PostgreSQL when that is the database, else this process only. */
+    broker: 'auto' | 'redis' | 'postgres' | 'local';
+    /** A reconnecting client is given what it missed if it was gone at most this long. */
+    resumeWindowMs: number;
+    /** A socket that has not authenticated by then is closed. */
+    authTimeoutMs: number;
+    /** Ping interval; a socket that did not answer the previous ping is dropped. */
+    heartbeatMs: number;
+  };
   llm: {
     /** Per provider attempt, until the answer's head arrives; then the next provider is tried. */
     upstreamTimeoutMs: number;
@@ -196,12 +206,22 @@ export function loadConfig(env: Env = process.env): Config {
       secretOverlapMs: duration('WEBHOOK_SECRET_OVERLAP', '24h', 0),
     },
     vault: { refreshSkewMs: duration('VAULT_REFRESH_SKEW', '5m', 0) },
+    realtime: {
+      broker: oneOf('REALTIME_BROKER', ['auto', 'redis', 'postgres', 'local'] as const, 'auto'),
+      resumeWindowMs: duration('REALTIME_RESUME_WINDOW', '5m', 1000),
+      authTimeoutMs: duration('REALTIME_AUTH_TIMEOUT', '10s', 100),
+      heartbeatMs: duration('REALTIME_HEARTBEAT', '25s', 100),
+    },
     llm: {
       upstreamTimeoutMs: duration('LLM_UPSTREAM_TIMEOUT', '60s', 100),
       breakerFailures: integer('LLM_BREAKER_FAILURES', 5, 1, 1000),
       breakerCooldownMs: duration('LLM_BREAKER_COOLDOWN', '30s', 100),
     },
   };
+  if (config.realtime.broker === 'redis' && !config.redisUrl) problems.push('REALTIME_BROKER=redis needs REDIS_URL');
+  if (config.realtime.broker === 'postgres' && !config.databaseUrl) {
+    problems.push('REALTIME_BROKER=postgres needs DATABASE_URL (PostgreSQL)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

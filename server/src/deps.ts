@@ -4,6 +4,7 @@ import { type AuthCache, createAuthCache } from './auth-cache.js';
 import type { Config } from './config.js';
 import { createDb, type Db, type DbOptions, sqliteFile } from './db/index.js';
 import { createLastUsedBuffer, type LastUsedBuffer } from './db/last-used.js';
+import { createRealtimeBus, type RealtimeBus } from './features/realtime/bus.js';
 import { createKeyring, type Keyring } from './features/signing-keys/signing-keys.service.js';
 import { createRequestCounter, type RequestCounter } from './features/usage/request-counter.js';
 import { createIds, type Ids } from './lib/ids.js';
@@ -35,6 +36,8 @@ export interface Deps {
   caches: { auth: AuthCache };
   /** HTTP to tenant-chosen addresses (LLM providers), under the outbound address policy. */
   outbound: Outbound;
+  /** Live messages to users' realtime connections, on every instance. */
+  realtime: RealtimeBus;
 }
 
 export interface DepsOptions {
@@ -65,6 +68,7 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
   // The Redis client is loaded only when configured: we would otherwise carry it idle.
   const redis = config.redisUrl ? await connectRedis(config.redisUrl, log) : undefined;
   const metrics = new Registry();
+  const realtime = await createRealtimeBus({ config, db, redis, log, namespace: options.limiterNamespace });
   if (options.defaultMetrics) collectDefaultMetrics({ register: metrics });
   return {
     config,
@@ -97,11 +101,13 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
       auth: createAuthCache(config.authCacheTtlMs),
     },
     outbound: createOutbound(config.outboundAllowedNetworks),
+    realtime,
   };
 }
 
 export async function closeDeps(deps: Deps): Promise<void> {
   await deps.lastUsed.flush().catch((error) => deps.log.error({ err: error }, 'could not flush last-used times'));
+  await deps.realtime.close();
   deps.limiters.close();
   deps.redis?.destroy();
   await deps.outbound.close();

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
 import type pg from 'pg';
 import { migrations } from './migrations/index.js';
 import type { Database } from './schema.js';
@@ -26,6 +26,34 @@ export type DbOptions =
 export function sqliteFile(dataDir: string): string {
   mkdirSync(dataDir, { recursive: true });
   return join(dataDir, 'gatehouse.db');
+}
+
+const commitHooks = new WeakMap<Kysely<Database>, (() => void)[]>();
+
+/**
+ * Runs `work` in a transaction and then, once it has committed, what it asked for with
+ * `afterCommit` (telling live listeners about events: nothing is announced that rolled back).
+ * Every transaction in the code base starts here.
+ */
+export async function transaction<T>(
+  db: Kysely<Database>,
+  work: (trx: Transaction<Database>) => Promise<T>,
+): Promise<T> {
+  const hooks: (() => void)[] = [];
+  const result = await db.transaction().execute((trx) => {
+    commitHooks.set(trx, hooks);
+    return work(trx);
+  });
+  for (const hook of hooks) hook();
+  return result;
+}
+
+/** Runs `hook` once `db`'s transaction commits; at once when `db` is not a transaction (its statements are committed). */
+export function afterCommit(db: Kysely<Database>, hook: () => void): void {
+  if (!db.isTransaction) return hook();
+  const hooks = commitHooks.get(db);
+  if (!hooks) throw new Error('afterCommit needs a transaction begun with transaction() from db/index.ts');
+  hooks.push(hook);
 }
 
 // pg returns BIGINT as strings by default; our bigints are epoch milliseconds, well within 2^53.

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { transaction } from './index.js';
 import type { Database } from './schema.js';
 
 type Table = 'api_keys' | 'service_keys';
@@ -24,7 +25,7 @@ export function createLastUsedBuffer(db: Kysely<Database>): LastUsedBuffer {
       const batch = pending;
       if (batch.api_keys.size === 0 && batch.service_keys.size === 0) return;
       pending = { api_keys: new Map(), service_keys: new Map() };
-      await db.transaction().execute(async (trx) => {
+      await transaction(db, async (trx) => {
         for (const table of ['api_keys', 'service_keys'] as const) {
           // In id order, so two instances flushing at once lock rows in the same order (no deadlock).
           for (const [id, at] of [...batch[table]].sort(([a], [b]) => (a < b ? -1 : 1))) {

@@ -230,6 +230,8 @@ export interface UsageRollupTable {
 export interface EventTable {
   id: string;
   tenant_id: string;
+  /** The user the event concerns (their realtime feed replays it), when there is one. */
+  user_id: string | null;
   type: string;
   data: string;
   created_at: number;

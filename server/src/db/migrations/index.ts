@@ -8,6 +8,7 @@ import * as m0006 from './0006_vault.js';
 import * as m0007 from './0007_oauth.js';
 import * as m0008 from './0008_sign_in.js';
 import * as m0009 from './0009_webhooks.js';
+import * as m0010 from './0010_realtime.js';
 
 /** Every migration, in order. Listed explicitly so bundlers and tsx need no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '0007_oauth': m0007,
   '0008_sign_in': m0008,
   '0009_webhooks': m0009,
+  '0010_realtime': m0010,
 };

@@ -1,4 +1,5 @@
 import type { Static } from '@sinclair/typebox';
+import { transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
@@ -45,7 +46,7 @@ export async function patchUser(
   if (input.name !== undefined) changes.name = input.name?.trim() || null;
   if (input.role !== undefined) changes.role = input.role;
   if (input.disabled !== undefined) changes.disabled_at = input.disabled ? (user.disabled_at ?? now) : null;
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await updateUser(trx, tenantId, id, changes);
     if (input.disabled) {
       await revokeUserSessions(trx, deps, { tenantId, userId: id, actor, client, reason: 'user.disabled' });
@@ -118,7 +119,7 @@ export async function importUsers(
     created_at: now,
     updated_at: now,
   }));
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     for (const [index, row] of rows.entries()) {
       try {
         await insertUser(trx, row);

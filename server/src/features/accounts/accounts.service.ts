@@ -1,3 +1,4 @@
+import { transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
@@ -65,7 +66,7 @@ export async function register(
     created_at: now,
     updated_at: now,
   };
-  return deps.db.kysely.transaction().execute(async (trx) => {
+  return transaction(deps.db.kysely, async (trx) => {
     await insertUser(trx, user);
     await recordAudit(trx, deps, {
       tenantId: tenant.id,
@@ -138,7 +139,7 @@ export async function login(
   // bcrypt imports and old argon2 parameters are upgraded now that we hold the password.
   const newHash = check.needsRehash ? await deps.passwords.hash(input.password) : undefined;
   const now = deps.clock.now();
-  return deps.db.kysely.transaction().execute(async (trx) => {
+  return transaction(deps.db.kysely, async (trx) => {
     await updateUser(trx, tenant.id, user.id, {
       last_login_at: now,
       ...(newHash && { password_hash: newHash, updated_at: now }),
@@ -202,7 +203,7 @@ export async function updateMe(
   const user = await requireUser(deps, principal.tenantId, principal.userId);
   const now = deps.clock.now();
   const name = input.name === undefined ? user.name : input.name?.trim() || null;
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await updateUser(trx, principal.tenantId, user.id, { name, updated_at: now });
     await recordAudit(trx, deps, {
       tenantId: principal.tenantId,
@@ -249,7 +250,7 @@ export async function changePassword(
   await assertPasswordAllowed(deps, tenant, input.new_password, 'new_password');
   const hash = await deps.passwords.hash(input.new_password);
   const now = deps.clock.now();
-  const revoked = await deps.db.kysely.transaction().execute(async (trx) => {
+  const revoked = await transaction(deps.db.kysely, async (trx) => {
     await updateUser(trx, tenant.id, user.id, { password_hash: hash, updated_at: now });
     const count = await revokeUserSessions(trx, deps, {
       tenantId: tenant.id,

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { ResolvedPrincipal } from '../../auth-cache.js';
-import { json } from '../../db/index.js';
+import { json, transaction } from '../../db/index.js';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
@@ -100,7 +100,7 @@ export async function createUserApiKey(
   client: ClientInfo,
 ) {
   const expiresAt = input.expires_in === undefined ? null : deps.clock.now() + input.expires_in * 1000;
-  const { row, key } = await deps.db.kysely.transaction().execute((trx) =>
+  const { row, key } = await transaction(deps.db.kysely, (trx) =>
     createApiKey(trx, deps, {
       tenantId: principal.tenantId,
       userId: principal.userId,
@@ -131,7 +131,7 @@ async function ownKey(deps: Deps, principal: UserPrincipal, id: string): Promise
 
 export async function revokeApiKey(deps: Deps, principal: UserPrincipal, id: string, client: ClientInfo) {
   await ownKey(deps, principal, id);
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await revokeApiKeyRow(trx, principal.tenantId, id, deps.clock.now());
     await recordAudit(trx, deps, {
       tenantId: principal.tenantId,
@@ -172,7 +172,7 @@ export async function rotateApiKey(
   const overlapMs =
     input.overlap_seconds === undefined ? deps.config.apiKeys.rotationOverlapMs : input.overlap_seconds * 1000;
   const oldEnds = Math.min(now + overlapMs, old.expires_at ?? Number.MAX_SAFE_INTEGER);
-  const result = await deps.db.kysely.transaction().execute(async (trx) => {
+  const result = await transaction(deps.db.kysely, async (trx) => {
     const created = await createApiKey(trx, deps, {
       tenantId: principal.tenantId,
       userId: principal.userId,

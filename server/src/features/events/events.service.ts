@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { json } from '../../db/index.js';
+import { afterCommit, json } from '../../db/index.js';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { insertDeliveries } from '../webhooks/webhooks.repo.js';
@@ -31,16 +31,31 @@ export type EventType = (typeof EVENT_TYPES)[number];
  */
 export async function emitEvent(
   db: Kysely<Database>,
-  deps: Pick<Deps, 'ids' | 'clock'>,
+  deps: Pick<Deps, 'ids' | 'clock' | 'realtime'>,
   event: { tenantId: string; type: EventType; data: Record<string, unknown> },
   options: { onlyEndpoint?: string } = {},
 ): Promise<string> {
   const id = deps.ids.next('evt');
   const now = deps.clock.now();
+  // The user it concerns, whose realtime feed carries it (and replays it on resume).
+  const userId = typeof event.data.user_id === 'string' ? event.data.user_id : null;
   await db
     .insertInto('events')
-    .values({ id, tenant_id: event.tenantId, type: event.type, data: json.write(event.data), created_at: now })
+    .values({
+      id,
+      tenant_id: event.tenantId,
+      user_id: userId,
+      type: event.type,
+      data: json.write(event.data),
+      created_at: now,
+    })
     .execute();
+  if (userId && options.onlyEndpoint === undefined) {
+    const live = { id, type: event.type, timestamp: new Date(now).toISOString(), data: event.data };
+    afterCommit(db, () =>
+      deps.realtime.publish({ tenantId: event.tenantId, userId, item: { kind: 'event', event: live } }),
+    );
+  }
   let endpoints = db
     .selectFrom('webhook_endpoints')
     .select(['id', 'event_types'])

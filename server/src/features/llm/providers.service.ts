@@ -1,4 +1,4 @@
-import { json } from '../../db/index.js';
+import { json, transaction } from '../../db/index.js';
 import type { LlmProviderTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
@@ -118,7 +118,7 @@ export async function createProvider(
     created_at: now,
     updated_at: now,
   };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await insertProvider(trx, row);
     await recordAudit(trx, deps, {
       tenantId,
@@ -151,7 +151,7 @@ export async function updateProvider(
   if (input.models !== undefined) changes.models = json.write([...new Set(input.models)]);
   if (input.priority !== undefined) changes.priority = input.priority;
   if (input.enabled !== undefined) changes.disabled_at = input.enabled ? null : (row.disabled_at ?? now);
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await updateProviderRow(trx, tenantId, id, changes);
     await recordAudit(trx, deps, {
       tenantId,
@@ -169,7 +169,7 @@ export async function updateProvider(
 
 export async function deleteProvider(deps: Deps, tenantId: string, id: string, actor: Actor, client: ClientInfo) {
   const row = await requireProvider(deps, tenantId, id);
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     const routes = (await listRouteRows(trx, tenantId)).filter((route) =>
       json.read<RouteTarget[]>(route.targets, []).some((target) => target.provider_id === id),
     );

@@ -1,4 +1,4 @@
-import { json } from '../../db/index.js';
+import { json, transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { invalidField, notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
@@ -95,7 +95,7 @@ export async function createRoute(
     created_at: now,
     updated_at: now,
   };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await insertRoute(trx, row);
     await recordAudit(trx, deps, {
       tenantId,
@@ -124,7 +124,7 @@ export async function updateRoute(
   const changes: Partial<RouteRow> = { updated_at: deps.clock.now() };
   if (input.model !== undefined) changes.model = input.model;
   if (input.targets !== undefined) changes.targets = json.write(resolveTargets(providers, model, input.targets));
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await updateRouteRow(trx, tenantId, id, changes);
     await recordAudit(trx, deps, {
       tenantId,
@@ -141,7 +141,7 @@ export async function updateRoute(
 
 export async function deleteRoute(deps: Deps, tenantId: string, id: string, actor: Actor, client: ClientInfo) {
   const row = await requireRoute(deps, tenantId, id);
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await deleteRouteRow(trx, tenantId, id);
     await recordAudit(trx, deps, {
       tenantId,
@@ -185,7 +185,7 @@ export async function setPrice(
     output_micros: Math.round(input.output_usd_per_million * MICROS),
     updated_at: deps.clock.now(),
   };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await upsertPrice(trx, row);
     await recordAudit(trx, deps, {
       tenantId,
@@ -204,7 +204,7 @@ export async function setPrice(
 }
 
 export async function deletePrice(deps: Deps, tenantId: string, model: string, actor: Actor, client: ClientInfo) {
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     if (!(await deletePriceRow(trx, tenantId, model))) throw notFound('Price');
     await recordAudit(trx, deps, {
       tenantId,
@@ -241,7 +241,7 @@ export async function updateSettings(
   client: ClientInfo,
 ) {
   const next = { ...(await getSettings(deps, tenantId)), ...input };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await upsertSettings(trx, {
       tenant_id: tenantId,
       cache_enabled: next.cache_enabled ? 1 : 0,

@@ -1,4 +1,4 @@
-import { json } from '../../db/index.js';
+import { json, transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { invalidField, notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
@@ -193,7 +193,7 @@ export async function createOAuthProvider(
     created_at: now,
     updated_at: now,
   };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await insertOAuthProvider(trx, row);
     await recordAudit(trx, deps, {
       tenantId,
@@ -240,7 +240,7 @@ export async function updateOAuthProvider(
   if (input.scopes !== undefined) changes.scopes = json.write(input.scopes);
   if (input.pkce !== undefined) changes.pkce = input.pkce ? 1 : 0;
   if (input.extra_params !== undefined) changes.extra_params = json.write(input.extra_params);
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await updateOAuthProviderRow(trx, tenantId, row.id, changes);
     await recordAudit(trx, deps, {
       tenantId,
@@ -256,7 +256,7 @@ export async function updateOAuthProvider(
 
 export async function deleteOAuthProvider(deps: Deps, tenantId: string, id: string, actor: Actor, client: ClientInfo) {
   const row = await requireOAuthProvider(deps, tenantId, id);
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await deleteOAuthProviderRow(trx, tenantId, row.id);
     await recordAudit(trx, deps, {
       tenantId,

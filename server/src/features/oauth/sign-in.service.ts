@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IDToken } from 'openid-client';
-import { json } from '../../db/index.js';
+import { json, transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { ClientInfo } from '../../http/principal.js';
@@ -145,7 +145,7 @@ export async function finishSignIn(
   }
   const code = randomBytes(32).toString('base64url');
   const finalUserId = userId;
-  const user = await db.transaction().execute(async (trx) => {
+  const user = await transaction(db, async (trx) => {
     if (created) {
       await insertUser(trx, {
         id: finalUserId,
@@ -246,8 +246,8 @@ export async function exchangeSignInCode(
   }
   const user = await findUser(deps.db.kysely, tenant.id, row.user_id);
   if (!user || user.disabled_at !== null) throw new AppError('account_disabled', 'This account is disabled');
-  const { tokens } = await deps.db.kysely
-    .transaction()
-    .execute((trx) => startSession(trx, deps, { tenant, userId: user.id, client }));
+  const { tokens } = await transaction(deps.db.kysely, (trx) =>
+    startSession(trx, deps, { tenant, userId: user.id, client }),
+  );
   return { ...tokens, user: presentUser(user) };
 }

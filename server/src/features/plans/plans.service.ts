@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { json } from '../../db/index.js';
+import { json, transaction } from '../../db/index.js';
 import type { Database, TokenPeriod } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
@@ -129,7 +129,7 @@ export async function createPlan(
     created_at: now,
     updated_at: now,
   };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await insertPlan(trx, row);
     if (input.default) await setDefaultPlan(trx, deps, tenantId, row.id);
     await recordAudit(trx, deps, {
@@ -162,7 +162,7 @@ export async function updatePlan(
       summary: 'A tenant always has a default plan: make another plan the default instead',
     });
   }
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await updatePlanRow(trx, tenantId, plan.id, { ...changes, updated_at: deps.clock.now() });
     if (makeDefault) await setDefaultPlan(trx, deps, tenantId, plan.id);
     await recordAudit(trx, deps, {
@@ -183,7 +183,7 @@ export async function deletePlan(deps: Deps, tenantId: string, id: string, actor
   const plan = await requirePlan(deps, tenantId, id);
   if (plan.id === tenant.defaultPlanId)
     throw new AppError('conflict', 'The default plan cannot be deleted; make another plan the default first');
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     const users = await countUsersOnPlan(trx, tenantId, plan.id);
     if (users > 0) {
       throw new AppError('conflict', `${users} user(s) are on this plan; move them to another plan first`, {
@@ -214,7 +214,7 @@ export async function assignPlan(
 ) {
   const user = await requireUser(deps, tenantId, userId);
   const plan = planIdOrName === null ? null : await requirePlan(deps, tenantId, planIdOrName);
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await setUserPlan(trx, tenantId, userId, plan?.id ?? null, deps.clock.now());
     await recordAudit(trx, deps, {
       tenantId,

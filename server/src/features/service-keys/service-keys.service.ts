@@ -1,4 +1,5 @@
 import type { ResolvedPrincipal } from '../../auth-cache.js';
+import { transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
@@ -35,7 +36,7 @@ export async function createServiceKey(deps: Deps, tenantId: string, name: strin
     last_used_at: null,
     revoked_at: null,
   };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await insertServiceKey(trx, row);
     await recordAudit(trx, deps, {
       tenantId,
@@ -54,7 +55,7 @@ export async function listServiceKeys(deps: Deps, tenantId: string) {
 }
 
 export async function revokeServiceKey(deps: Deps, tenantId: string, id: string, actor: Actor, client: ClientInfo) {
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     if (!(await revokeRow(trx, tenantId, id, deps.clock.now()))) throw notFound('Service key');
     await recordAudit(trx, deps, {
       tenantId,

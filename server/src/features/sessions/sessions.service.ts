@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { ResolvedPrincipal } from '../../auth-cache.js';
+import { transaction } from '../../db/index.js';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
@@ -152,7 +153,7 @@ export async function refreshSession(deps: Deps, refreshToken: string, client: C
       expiresAt: row.session_expires_at,
     });
     const sealed = deps.masterKey.seal(JSON.stringify(pair), aad);
-    const won = await db.transaction().execute(async (trx) => {
+    const won = await transaction(db, async (trx) => {
       if (!(await claimRefreshToken(trx, row.id, now, sealed))) return false;
       await insertRefreshToken(trx, {
         ...refreshRow,
@@ -185,7 +186,7 @@ export async function refreshSession(deps: Deps, refreshToken: string, client: C
     if (current.session_revoked_at !== null) throw invalidRefresh();
     return JSON.parse(deps.masterKey.open(current.successor_sealed, aad).toString('utf8')) as TokenPair;
   }
-  await db.transaction().execute(async (trx) => {
+  await transaction(db, async (trx) => {
     await revokeSessions(trx, row.tenant_id, { sessionId: row.session_id }, now, 'refresh_token_reuse');
     await recordAudit(trx, deps, {
       tenantId: row.tenant_id,
@@ -230,7 +231,7 @@ export async function revokeSession(
 ): Promise<void> {
   const session = await findSession(deps.db.kysely, principal.tenantId, sessionId);
   if (!session || session.user_id !== principal.userId) throw notFound('Session');
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     const revoked = await revokeSessions(trx, principal.tenantId, { sessionId }, deps.clock.now(), action);
     if (revoked.length === 0) return;
     await emitEvent(trx, deps, {
@@ -308,7 +309,7 @@ export async function revokeUserSessions(
 }
 
 export async function logoutAll(deps: Deps, principal: UserPrincipal, client: ClientInfo): Promise<number> {
-  const count = await deps.db.kysely.transaction().execute((trx) =>
+  const count = await transaction(deps.db.kysely, (trx) =>
     revokeUserSessions(trx, deps, {
       tenantId: principal.tenantId,
       userId: principal.userId,

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { transaction } from '../../db/index.js';
 import type { Database, SigningKeyTable } from '../../db/schema.js';
 
 export type SigningKeyRow = SigningKeyTable;
@@ -9,7 +10,7 @@ export function listSigningKeys(db: Kysely<Database>): Promise<SigningKeyRow[]> 
 
 /** Adds a key and retires every other active key, in one transaction. */
 export async function insertActiveSigningKey(db: Kysely<Database>, row: SigningKeyRow): Promise<void> {
-  await db.transaction().execute(async (trx) => {
+  await transaction(db, async (trx) => {
     await trx.updateTable('signing_keys').set({ retired_at: row.created_at }).where('retired_at', 'is', null).execute();
     await trx.insertInto('signing_keys').values(row).execute();
   });

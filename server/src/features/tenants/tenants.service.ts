@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../../config.js';
+import { transaction } from '../../db/index.js';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
@@ -104,7 +105,7 @@ export async function createTenant(
     createdAt: now,
     updatedAt: now,
   };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await insertTenant(trx, tenant);
     // Every tenant starts with the seeds' plans, free being the default.
     tenant.defaultPlanId = await createDefaultPlans(trx, deps, tenant.id);
@@ -172,7 +173,7 @@ export async function updateTenant(
   const updatedAt = deps.clock.now();
   // Read, merge and write in one transaction, from the database rather than the cache, so that
   // two concurrent changes to different settings both survive (the row is locked on PostgreSQL).
-  const updated = await deps.db.kysely.transaction().execute(async (trx) => {
+  const updated = await transaction(deps.db.kysely, async (trx) => {
     const tenant = await findTenant(trx, { id }, { lock: deps.db.dialect });
     if (!tenant) throw notFound('Tenant');
     const merged = { ...tenant.settings } as Record<string, unknown>;

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { transaction } from '../../db/index.js';
 import type { Database, UsageKind } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
@@ -208,7 +209,7 @@ export async function reserveTokens(
     expires_at: now + (options.ttlMs ?? deps.config.limits.reservationTtlMs),
     closed_at: null,
   };
-  const granted = await deps.db.kysely.transaction().execute(async (trx) => {
+  const granted = await transaction(deps.db.kysely, async (trx) => {
     const row = await takeFromBudget(trx, deps, owner, period, { reserved: tokens, used: 0 });
     if (row) await insertReservation(trx, reservation);
     return row;
@@ -275,7 +276,7 @@ export async function settleReservation(deps: Deps, owner: BudgetOwner, id: stri
   const charged = usage.promptTokens + usage.completionTokens;
   assertTokens(charged, 'prompt_tokens + completion_tokens');
   const now = deps.clock.now();
-  const { key, row } = await deps.db.kysely.transaction().execute(async (trx) => {
+  const { key, row } = await transaction(deps.db.kysely, async (trx) => {
     // The common case in one statement: the owner's reservation, still held.
     const closed = await closeReservation(trx, owner.tenantId, id, { status: 'settled', charged, now }, owner.userId);
     let key: BudgetKey;
@@ -305,7 +306,7 @@ export async function settleReservation(deps: Deps, owner: BudgetOwner, id: stri
 /** Frees all of a held reservation (the call was never made). */
 export async function releaseReservation(deps: Deps, owner: BudgetOwner, id: string) {
   const now = deps.clock.now();
-  const { key, row } = await deps.db.kysely.transaction().execute(async (trx) => {
+  const { key, row } = await transaction(deps.db.kysely, async (trx) => {
     const existing = await findReservation(trx, owner.tenantId, id);
     if (!existing || existing.user_id !== owner.userId) throw notFound('Reservation');
     const closed = await closeReservation(trx, owner.tenantId, id, { status: 'released', charged: null, now });
@@ -336,7 +337,7 @@ export async function chargeTokens(
   const now = deps.clock.now();
   const period = periodAt(owner.limits.tokenPeriod, now);
   const key = keyOf(owner, period);
-  const row = await deps.db.kysely.transaction().execute(async (trx) => {
+  const row = await transaction(deps.db.kysely, async (trx) => {
     const taken = await takeFromBudget(trx, deps, owner, period, { reserved: 0, used: tokens });
     if (!taken) return undefined;
     await checkExhausted(trx, deps, owner, taken);
@@ -351,7 +352,7 @@ export async function chargeTokens(
 export async function expireReservations(deps: Deps): Promise<number> {
   const holds = await findExpiredHolds(deps.db.kysely, deps.clock.now(), { limit: 500 });
   for (const hold of holds) {
-    const changed = await deps.db.kysely.transaction().execute((trx) => expireHolds(trx, deps, [hold]));
+    const changed = await transaction(deps.db.kysely, (trx) => expireHolds(trx, deps, [hold]));
     for (const key of changed) forgetBudget(deps, key);
   }
   return holds.length;

@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify';
+import { transaction } from '../../db/index.js';
 import type { UsageRollupTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { invalidField, notFound } from '../../errors.js';
@@ -53,7 +54,7 @@ export async function flushUsage(deps: Deps): Promise<void> {
   const batch = deps.requestCounts.drain();
   if (batch.events.length === 0 && batch.deltas.length === 0) return;
   try {
-    await deps.db.kysely.transaction().execute(async (trx) => {
+    await transaction(deps.db.kysely, async (trx) => {
       await insertUsageEvents(trx, batch.events);
       await addToRollups(trx, batch.deltas);
     });

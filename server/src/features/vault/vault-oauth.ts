@@ -1,4 +1,4 @@
-import { json } from '../../db/index.js';
+import { json, transaction } from '../../db/index.js';
 import type { ConnectionTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
@@ -198,7 +198,7 @@ async function fail(
 ): Promise<never> {
   const now = deps.clock.now();
   const failures = row.refresh_failures + 1;
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     const changes: Partial<ConnectionTable> = { refresh_lock_until: null, refresh_failures: failures, last_error: why };
     if (outcome === 'needs_reauth') changes.status = 'needs_reauth';
     else changes.next_refresh_at = now + Math.min(3_600_000, 30_000 * 2 ** (failures - 1));

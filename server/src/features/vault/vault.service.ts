@@ -1,3 +1,4 @@
+import { transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
 import type { Actor, ClientInfo, Principal } from '../../http/principal.js';
@@ -137,7 +138,7 @@ export async function saveAuth(
   const expiresAt = expiryOf(deps, input.auth_data, input.expires_at);
   const { sealed, version } = await sealAuthData(deps, owner, service, input.auth_data);
   const now = deps.clock.now();
-  const stored = await deps.db.kysely.transaction().execute(async (trx) => {
+  const stored = await transaction(deps.db.kysely, async (trx) => {
     const row = await upsertConnection(trx, {
       id: deps.ids.next('con'),
       tenant_id: owner.tenantId,
@@ -225,7 +226,7 @@ export async function refreshAuth(deps: Deps, owner: VaultOwner, service: string
 export async function revokeAuth(deps: Deps, owner: VaultOwner, service: string, actor: Actor, client: ClientInfo) {
   const row = await requireConnection(deps, owner, service);
   const revoked = await revokeAtProvider(deps, row);
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await deleteConnectionRow(trx, owner.tenantId, row.id);
     await recordAudit(trx, deps, {
       tenantId: owner.tenantId,

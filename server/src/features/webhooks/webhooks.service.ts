@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { json } from '../../db/index.js';
+import { json, transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
@@ -115,7 +115,7 @@ export async function createEndpoint(
     created_at: now,
     updated_at: now,
   };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await insertEndpoint(trx, row);
     await recordAudit(trx, deps, {
       tenantId,
@@ -147,7 +147,7 @@ export async function updateEndpoint(
   if (input.enabled === false && row.disabled_at === null) {
     Object.assign(changes, { disabled_at: now, disabled_reason: 'disabled by an admin' });
   }
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await updateEndpointRow(trx, id, changes);
     if (changes.disabled_at) await cancelPending(trx, id, now);
     await recordAudit(trx, deps, {
@@ -164,7 +164,7 @@ export async function updateEndpoint(
 
 export async function deleteEndpoint(deps: Deps, tenantId: string, id: string, actor: Actor, client: ClientInfo) {
   await requireEndpoint(deps, tenantId, id);
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await cancelPending(trx, id, deps.clock.now());
     await deleteEndpointRow(trx, tenantId, id);
     await recordAudit(trx, deps, {
@@ -189,7 +189,7 @@ export async function rotateSecret(deps: Deps, tenantId: string, id: string, act
     previous_secret_until: now + deps.config.webhooks.secretOverlapMs,
     updated_at: now,
   };
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await updateEndpointRow(trx, id, changes);
     await recordAudit(trx, deps, {
       tenantId,
@@ -260,7 +260,7 @@ export async function replay(
   );
   if (input.event_id !== undefined && events.length === 0) throw notFound('Event');
   const now = deps.clock.now();
-  await deps.db.kysely.transaction().execute(async (trx) => {
+  await transaction(deps.db.kysely, async (trx) => {
     await insertDeliveries(
       trx,
       events.map((event) => ({
@@ -294,10 +294,8 @@ export async function testSend(deps: Deps, tenantId: string, id: string) {
   if (endpoint.disabled_at !== null) {
     throw new AppError('conflict', 'The endpoint is disabled; enable it first (PATCH enabled: true)');
   }
-  const eventId = await deps.db.kysely
-    .transaction()
-    .execute((trx) =>
-      emitEvent(trx, deps, { tenantId, type: 'webhook.test', data: { endpoint_id: id } }, { onlyEndpoint: id }),
-    );
+  const eventId = await transaction(deps.db.kysely, (trx) =>
+    emitEvent(trx, deps, { tenantId, type: 'webhook.test', data: { endpoint_id: id } }, { onlyEndpoint: id }),
+  );
   return { event_id: eventId };
 }

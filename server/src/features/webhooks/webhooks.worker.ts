@@ -1,5 +1,5 @@
 import { Webhook } from 'standardwebhooks';
-import { json } from '../../db/index.js';
+import { json, transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { OutboundRefused } from '../../lib/outbound.js';
 import { recordAudit } from '../audit/audit.service.js';
@@ -106,7 +106,7 @@ async function attempt(deps: Deps, delivery: DeliveryRow): Promise<void> {
   const ok = outcome.statusCode !== null && outcome.statusCode >= 200 && outcome.statusCode < 300;
   const gone = outcome.statusCode === 410;
   const retryIn = RETRY_SCHEDULE_MS[delivery.attempts - 1];
-  await db.transaction().execute(async (trx) => {
+  await transaction(db, async (trx) => {
     await insertAttempt(trx, {
       id: deps.ids.next('wha'),
       tenant_id: delivery.tenant_id,
