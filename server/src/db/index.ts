@@ -50,7 +50,10 @@ export async function transaction<T>(
 
 /** Runs `hook` once `db`'s transaction commits; at once when `db` is not a transaction (its statements are committed). */
 export function afterCommit(db: Kysely<Database>, hook: () => void): void {
-  if (!db.isTransaction) return hook();
+  if (!db.isTransaction) {
+    hook();
+    return;
+  }
   const hooks = commitHooks.get(db);
   if (!hooks) throw new Error('afterCommit needs a transaction begun with transaction() from db/index.ts');
   hooks.push(hook);
