@@ -18,7 +18,7 @@ export interface AuthCache {
   /** The cached value, if any, without loading (for synchronous fast paths). */
   peek<T extends object>(kind: CacheKind, key: string): T | undefined;
   /** The principal cached for this exact Authorization header, if still valid at `now`. */
-  principal(authorization: string, now: number): Principal | undefined;
+  principal(authorization: string, now: number): ResolvedPrincipal | undefined;
   /** Remembers a resolved principal until `validUntil` (token or key expiry) or the TTL. */
   rememberPrincipal(authorization: string, resolved: ResolvedPrincipal, seenGeneration: number): void;
   generation(): number;
@@ -64,7 +64,7 @@ export function createAuthCache(ttlMs: number): AuthCache {
     },
     principal(authorization, now) {
       const hit = principals.get(authorization);
-      return hit && hit.validUntil > now ? hit.principal : undefined;
+      return hit && hit.validUntil > now ? hit : undefined;
     },
     rememberPrincipal(authorization, resolved, seenGeneration) {
       if (ttlMs > 0 && seenGeneration === generation) principals.set(authorization, resolved);

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ResolvedPrincipal } from '../auth-cache.js';
 import type { Deps } from '../deps.js';
 import { AppError } from '../errors.js';
 import { resolveApiKeyPrincipal } from '../features/api-keys/api-keys.service.js';
@@ -30,14 +31,22 @@ declare module 'fastify' {
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
 
 /** The principal cached for this exact Authorization header moments ago, if still valid. */
-function cachedPrincipal(deps: Deps, authorization: string): Principal | undefined {
-  const principal = deps.caches.auth.principal(authorization, deps.clock.now());
-  if (principal) noteUse(deps, principal);
-  return principal;
+function cachedPrincipal(deps: Deps, authorization: string): ResolvedPrincipal | undefined {
+  const resolved = deps.caches.auth.principal(authorization, deps.clock.now());
+  if (resolved) noteUse(deps, resolved.principal);
+  return resolved;
+}
+
+/**
+ * The principal behind an Authorization header and until when its credential is good, the way
+ * every HTTP request resolves it (the realtime feed authenticates its sockets with it too).
+ */
+export async function authenticateBearer(deps: Deps, authorization: string): Promise<ResolvedPrincipal> {
+  return cachedPrincipal(deps, authorization) ?? (await resolvePrincipal(deps, authorization));
 }
 
 /** Resolves a bearer credential: API key first (seed 000), then service key, then access JWT. */
-async function resolvePrincipal(deps: Deps, authorization: string): Promise<Principal> {
+async function resolvePrincipal(deps: Deps, authorization: string): Promise<ResolvedPrincipal> {
   const match = BEARER.exec(authorization);
   if (!match) throw new AppError('invalid_token', 'Authorization header must be "Bearer <token>"');
   const token = match[1];
@@ -49,7 +58,7 @@ async function resolvePrincipal(deps: Deps, authorization: string): Promise<Prin
       : await resolveAccessTokenPrincipal(deps, token);
   if (!resolved) throw new AppError('invalid_token', 'The bearer token is invalid, expired or revoked');
   deps.caches.auth.rememberPrincipal(authorization, resolved, generation);
-  return resolved.principal;
+  return resolved;
 }
 
 /** `last_used_at` of keys (buffered; see db/last-used.ts), also when the principal came from the cache. */
@@ -114,8 +123,11 @@ export function registerAuthentication(app: FastifyInstance, deps: Deps): void {
       );
     }
     const cached = cachedPrincipal(deps, authorization);
-    if (cached) return admit(request, reply, auth, cached, done);
-    resolvePrincipal(deps, authorization).then((principal) => admit(request, reply, auth, principal, done), done);
+    if (cached) return admit(request, reply, auth, cached.principal, done);
+    resolvePrincipal(deps, authorization).then(
+      (resolved) => admit(request, reply, auth, resolved.principal, done),
+      done,
+    );
   });
 }
 

@@ -3,7 +3,13 @@ import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
 import { type BudgetView, reserveTokens, settleReservation } from '../usage/budget.service.js';
-import { applyLimitStates, hitLimits, type LimitHeaderNames, requestLimitSpecs } from '../usage/rate-limits.js';
+import {
+  applyLimitStates,
+  type HeaderSink,
+  hitLimits,
+  type LimitHeaderNames,
+  requestLimitSpecs,
+} from '../usage/rate-limits.js';
 import {
   costMicros,
   type GatewayConfig,
@@ -63,7 +69,7 @@ export async function admit(
   deps: Deps,
   principal: UserPrincipal,
   body: ChatRequest,
-  reply: FastifyReply,
+  reply: HeaderSink,
 ): Promise<Admitted> {
   const { limits } = principal;
   const requested = body.max_completion_tokens ?? body.max_tokens;
@@ -153,7 +159,7 @@ export async function startCall(
   deps: Deps,
   principal: UserPrincipal,
   body: ChatRequest,
-  reply: FastifyReply,
+  reply: HeaderSink,
   clientGone: AbortSignal,
 ): Promise<Call> {
   const admitted = await admit(deps, principal, body, reply);

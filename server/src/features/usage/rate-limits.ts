@@ -1,4 +1,3 @@
-import type { FastifyReply } from 'fastify';
 import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
@@ -140,7 +139,7 @@ function tightest(states: LimitState[]): LimitState {
  */
 export function applyLimitStates(
   deps: Deps,
-  reply: FastifyReply,
+  reply: HeaderSink,
   states: LimitState[],
   headerNames: LimitHeaderNames = RATE_LIMIT_HEADERS,
 ): void {
@@ -160,6 +159,11 @@ export function applyLimitStates(
       details: { limit: worst.name, limit_value: worst.limit, retry_after_seconds: retryAfter },
     },
   );
+}
+
+/** Where limit headers go: a reply, or a collector where there is none (a realtime socket). */
+export interface HeaderSink {
+  header(name: string, value: string): unknown;
 }
 
 export interface LimitHeaderNames {

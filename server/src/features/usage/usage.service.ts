@@ -1,4 +1,3 @@
-import type { FastifyReply } from 'fastify';
 import { transaction } from '../../db/index.js';
 import type { UsageRollupTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
@@ -9,7 +8,14 @@ import { limitsOf } from '../plans/plans.service.js';
 import { findReservation } from './budget.repo.js';
 import { type BudgetOwner, budgetOf, presentBudget } from './budget.service.js';
 import { bucketStart, periodAt } from './periods.js';
-import { applyLimitStates, hitLimits, type LimitState, peekLimits, requestLimitSpecs } from './rate-limits.js';
+import {
+  applyLimitStates,
+  type HeaderSink,
+  hitLimits,
+  type LimitState,
+  peekLimits,
+  requestLimitSpecs,
+} from './rate-limits.js';
 import { addToRollups, groupRollups, insertUsageEvents, totalRollups } from './usage.repo.js';
 
 /**
@@ -18,12 +24,7 @@ import { addToRollups, groupRollups, insertUsageEvents, totalRollups } from './u
  * 429 when over). Callback style, so unlimited callers cost no promise. Operators and service
  * keys are not on plans and are never limited; limits off (RATE_LIMITS=off) limits no one.
  */
-export function meterRequest(
-  deps: Deps,
-  reply: FastifyReply,
-  principal: Principal,
-  done: (error?: Error) => void,
-): void {
+export function meterRequest(deps: Deps, reply: HeaderSink, principal: Principal, done: (error?: Error) => void): void {
   if (principal.kind !== 'user') {
     done();
     return;
