@@ -46,6 +46,11 @@ export interface Envelope {
 export interface RealtimeBus {
   kind: 'local' | 'redis' | 'postgres';
   publish(envelope: Envelope): void;
+  /**
+   * For state of which only the latest value matters (a user's usage after each LLM call): at
+   * most one message per key every quarter second, carrying the latest.
+   */
+  publishLatest(key: string, envelope: Envelope): void;
   /** Registers the listener of this instance's hub; returns the function that removes it. */
   listen(listener: (envelope: Envelope) => void): () => void;
   close(): Promise<void>;
@@ -69,7 +74,36 @@ export interface BusSetup {
   namespace?: string;
 }
 
+/** How long `publishLatest` gathers changes of one key. */
+const COALESCE_MS = 250;
+
 export async function createRealtimeBus(setup: BusSetup): Promise<RealtimeBus> {
+  const bus = await createBroker(setup);
+  const latest = new Map<string, Envelope>();
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    for (const envelope of latest.values()) bus.publish(envelope);
+    latest.clear();
+  };
+  return {
+    ...bus,
+    publishLatest(key, envelope) {
+      latest.set(key, envelope);
+      if (!timer) {
+        timer = setTimeout(flush, COALESCE_MS);
+        timer.unref();
+      }
+    },
+    async close() {
+      clearTimeout(timer);
+      latest.clear();
+      await bus.close();
+    },
+  };
+}
+
+async function createBroker(setup: BusSetup): Promise<Omit<RealtimeBus, 'publishLatest'>> {
   const { config, db, redis, log } = setup;
   const choice = config.realtime.broker;
   const kind =

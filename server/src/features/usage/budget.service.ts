@@ -94,10 +94,24 @@ function viewOf(owner: BudgetOwner, period: Period, row: BudgetRow | undefined):
   };
 }
 
-/** The budget now, from the row a write returned when it is this period's (else read). */
+/** The budget now, from the row a write returned when it is this period's (else read), told to the user's live connections. */
 async function budgetAfter(deps: Deps, owner: BudgetOwner, row: BudgetRow | undefined, now: number) {
   const period = periodAt(owner.limits.tokenPeriod, now);
-  return row && row.period_start === period.start ? viewOf(owner, period, row) : budgetOf(deps, owner, now);
+  return announce(
+    deps,
+    owner,
+    row && row.period_start === period.start ? viewOf(owner, period, row) : await budgetOf(deps, owner, now),
+  );
+}
+
+/** A user's budget changed: their realtime feed gets the latest (a few times a second at most). */
+function announce(deps: Deps, owner: BudgetOwner, budget: BudgetView): BudgetView {
+  deps.realtime.publishLatest(`usage:${owner.tenantId}:${owner.userId}`, {
+    tenantId: owner.tenantId,
+    userId: owner.userId,
+    item: { kind: 'usage', usage: presentBudget(budget) },
+  });
+  return budget;
 }
 
 function quotaExceeded(budget: BudgetView, requested: number, now: number): AppError {
@@ -216,7 +230,7 @@ export async function reserveTokens(
   });
   forgetBudget(deps, keyOf(owner, period));
   if (!granted) throw quotaExceeded(await budgetOf(deps, owner, now), tokens, now);
-  return { reservation, budget: viewOf(owner, period, granted) };
+  return { reservation, budget: announce(deps, owner, viewOf(owner, period, granted)) };
 }
 
 /**

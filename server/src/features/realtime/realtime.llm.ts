@@ -1,0 +1,145 @@
+import type { Deps } from '../../deps.js';
+import { AppError, invalidField } from '../../errors.js';
+import type { UserPrincipal } from '../../http/principal.js';
+import { type ChatRequest, startCall, usd } from '../llm/chat.service.js';
+import { relayStream } from '../llm/chat.stream.js';
+import { errorMessage, type FeedConnection, outMessage } from './hub.js';
+
+/** LLM calls one connection may have running at once. */
+const MAX_IN_FLIGHT = 4;
+const inFlight = new WeakMap<FeedConnection, number>();
+
+/** Fields of a `request` that go to the provider, besides `model`, the prompt and `max_tokens`. */
+const PASSED = ['temperature', 'top_p', 'stop', 'seed'] as const;
+
+/**
+ * A `request` message: `{type: 'request', correlationId, data: {model, prompt | messages,
+ * max_tokens?, temperature?, …}}` runs a chat completion through the LLM gateway, with the same
+ * checks and accounting as POST /api/llm/v1/chat/completions. Its text arrives as `update`s
+ * (`{kind: 'completion', delta}`) and ends with `complete` (text, usage, cost), or `error`,
+ * all carrying the request's correlationId.
+ */
+export async function handleRequest(deps: Deps, connection: FeedConnection, message: Record<string, unknown>) {
+  const correlationId = message.correlationId;
+  if (typeof correlationId !== 'string' || correlationId.length === 0 || correlationId.length > 128) {
+    connection.send(
+      errorMessage(invalidField('correlationId', 'is required on a request: a string of 1 to 128 characters')),
+    );
+    return;
+  }
+  const running = inFlight.get(connection) ?? 0;
+  if (running >= MAX_IN_FLIGHT) {
+    connection.send(
+      errorMessage(
+        new AppError('rate_limited', `At most ${MAX_IN_FLIGHT} requests may run at once on one connection`),
+        correlationId,
+      ),
+    );
+    return;
+  }
+  inFlight.set(connection, running + 1);
+  try {
+    const body = chatRequestOf(message.data);
+    await complete(deps, connection, connection.principal as UserPrincipal, body, correlationId);
+  } catch (error) {
+    if (!connection.gone.signal.aborted) connection.send(errorMessage(error, correlationId));
+  } finally {
+    inFlight.set(connection, (inFlight.get(connection) ?? 1) - 1);
+  }
+}
+
+function chatRequestOf(data: unknown): ChatRequest {
+  if (typeof data !== 'object' || data === null) {
+    throw invalidField('data', 'must be an object: {model, prompt} or {model, messages}');
+  }
+  const fields = data as Record<string, unknown>;
+  if (fields.action !== undefined && fields.action !== 'llm.completion') {
+    throw invalidField('data.action', 'must be "llm.completion" (the only request there is)');
+  }
+  if (typeof fields.model !== 'string' || fields.model.length === 0) throw invalidField('data.model', 'is required');
+  let messages: ChatRequest['messages'];
+  if (typeof fields.prompt === 'string' && fields.messages === undefined) {
+    messages = [{ role: 'user', content: fields.prompt }];
+  } else if (Array.isArray(fields.messages) && fields.messages.length > 0 && fields.prompt === undefined) {
+    messages = fields.messages as ChatRequest['messages'];
+  } else {
+    throw invalidField('data.prompt', 'or data.messages (not both) is required');
+  }
+  const maxTokens = fields.max_tokens;
+  if (maxTokens !== undefined && !(typeof maxTokens === 'number' && Number.isInteger(maxTokens) && maxTokens > 0)) {
+    throw invalidField('data.max_tokens', 'must be a positive integer');
+  }
+  const body: ChatRequest = { model: fields.model, messages, stream: true, max_tokens: maxTokens };
+  for (const field of PASSED) if (fields[field] !== undefined) body[field] = fields[field];
+  return body;
+}
+
+async function complete(
+  deps: Deps,
+  connection: FeedConnection,
+  principal: UserPrincipal,
+  body: ChatRequest,
+  correlationId: string,
+) {
+  const signal = connection.gone.signal;
+  const call = await startCall(deps, principal, body, { header: () => undefined }, signal);
+  const provider = call.target.provider.name;
+  if (call.response.statusCode < 200 || call.response.statusCode >= 300) {
+    const text = await call.response.body.text().catch(() => '');
+    await call.settle(0, 0, 'rejected');
+    throw new AppError('upstream_unavailable', `${provider} refused the request (${call.response.statusCode})`, {
+      details: {
+        status: call.response.statusCode,
+        provider_error: text.replaceAll(call.key, '[redacted]').slice(0, 2_000),
+      },
+    });
+  }
+  const relayed = await relayStream(
+    deps,
+    call,
+    body,
+    {
+      event(_data, chunk) {
+        const delta = chunk?.choices?.[0]?.delta?.content;
+        if (typeof delta === 'string' && delta.length > 0) {
+          connection.send(outMessage('update', { kind: 'completion', delta }, correlationId));
+        }
+        return true;
+      },
+      drained: () => Promise.resolve(),
+    },
+    signal,
+  );
+  if (relayed.outcome === 'cancelled') return;
+  if (relayed.outcome === 'interrupted') {
+    throw new AppError(
+      'upstream_unavailable',
+      `The provider's stream broke off (${provider}); the answer is incomplete`,
+      {
+        details: { reason: 'upstream_interrupted', text: relayed.text },
+      },
+    );
+  }
+  const { promptTokens, completionTokens, settled } = relayed;
+  connection.send(
+    outMessage(
+      'complete',
+      {
+        kind: 'completion',
+        id: relayed.last.id ?? null,
+        model: body.model,
+        provider,
+        text: relayed.text,
+        finish_reason: relayed.finishReason,
+        usage: {
+          prompt_tokens: promptTokens,
+          completion_tokens: completionTokens,
+          total_tokens: promptTokens + completionTokens,
+        },
+        cost_usd: Number(usd(settled.costMicros)),
+        tokens_remaining: settled.budget.remaining,
+      },
+      correlationId,
+    ),
+  );
+}

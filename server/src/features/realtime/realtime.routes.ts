@@ -1,0 +1,254 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyReply } from 'fastify';
+import type { WebSocket } from 'ws';
+import type { Deps } from '../../deps.js';
+import { AppError, invalidField, notFound } from '../../errors.js';
+import { userOf } from '../../http/authenticate.js';
+import { type App, errors } from '../../http/schemas.js';
+import { actingTenant } from '../../http/tenant.js';
+import { findUser } from '../accounts/accounts.repo.js';
+import type { TaskUpdate } from './bus.js';
+import { CLOSE, errorMessage, FeedConnection, Hub, type OutMessage, outMessage } from './hub.js';
+import { handleRequest } from './realtime.llm.js';
+
+/** The subprotocol a client offers (and the server picks) next to its `gatehouse.bearer.<token>`. */
+export const SUBPROTOCOL = 'gatehouse.v1';
+const BEARER_PROTOCOL = 'gatehouse.bearer.';
+
+const FeedQuery = Type.Object({
+  offset: Type.Optional(
+    Type.String({ maxLength: 64, description: 'The id of the last event received: what came after it is replayed' }),
+  ),
+});
+
+const Task = Type.Object(
+  {
+    taskId: Type.String({ minLength: 1, maxLength: 128 }),
+    status: Type.Union([
+      Type.Literal('pending'),
+      Type.Literal('processing'),
+      Type.Literal('completed'),
+      Type.Literal('failed'),
+    ]),
+    progress: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+    data: Type.Optional(Type.Unknown()),
+    error: Type.Optional(Type.String({ maxLength: 2_000 })),
+  },
+  { additionalProperties: false, description: "Seed 004's TaskUpdate" },
+);
+
+/** Task data is carried between instances in one NOTIFY on PostgreSQL; this keeps it well inside. */
+const MAX_TASK_BYTES = 4_096;
+
+/**
+ * The realtime feed (DESIGN capability 7): `GET /api/realtime` (WebSocket, seed 004's message
+ * protocol), `GET /api/events` (the same feed as server-sent events), and
+ * `POST /api/admin/realtime/tasks` for an app's backend to report a long task's progress to its user.
+ */
+export function registerRealtimeRoutes(app: App, deps: Deps): void {
+  const hub = new Hub(deps);
+  const alive = new WeakMap<WebSocket, boolean>();
+  const sockets = new Set<WebSocket>();
+  // Heartbeat: a ping per interval; a socket that did not answer the last one is dropped.
+  const heartbeat = setInterval(() => {
+    for (const socket of sockets) {
+      if (alive.get(socket) === false) {
+        socket.terminate();
+        continue;
+      }
+      alive.set(socket, false);
+      socket.ping();
+    }
+  }, deps.config.realtime.heartbeatMs);
+  heartbeat.unref();
+  app.addHook('preClose', async () => {
+    clearInterval(heartbeat);
+    hub.close();
+    for (const socket of sockets) socket.terminate();
+  });
+
+  app.get(
+    '/api/realtime',
+    {
+      websocket: true,
+      config: { auth: 'public' },
+      schema: {
+        tags: ['realtime'],
+        summary:
+          'WebSocket feed: authenticate with {"type":"auth","data":{"token"}} first (or the subprotocol gatehouse.bearer.<token> next to gatehouse.v1); then live events, usage, task progress and LLM requests',
+        querystring: FeedQuery,
+      },
+    },
+    (socket, request) => {
+      sockets.add(socket);
+      alive.set(socket, true);
+      const connection = new FeedConnection(deps, hub, {
+        send: (_message, text) => socket.send(text),
+        close: (code, reason) => socket.close(code, reason),
+        buffered: () => socket.bufferedAmount,
+      });
+      socket.on('pong', () => alive.set(socket, true));
+      socket.on('close', () => {
+        sockets.delete(socket);
+        connection.ended();
+      });
+      socket.on('error', () => socket.terminate());
+
+      let opening: Promise<boolean> | null = null;
+      const offered = String(request.headers['sec-websocket-protocol'] ?? '')
+        .split(',')
+        .map((protocol) => protocol.trim());
+      const bearer = offered.find((protocol) => protocol.startsWith(BEARER_PROTOCOL));
+      if (bearer) {
+        opening = connection.open(bearer.slice(BEARER_PROTOCOL.length), request.query.offset);
+      } else {
+        setTimeout(() => {
+          if (opening || connection.closed) return;
+          connection.send(errorMessage(new AppError('unauthorized', 'No auth message arrived in time')));
+          connection.close(CLOSE.authTimeout, 'auth_timeout');
+        }, deps.config.realtime.authTimeoutMs).unref();
+      }
+
+      socket.on('message', async (raw, isBinary) => {
+        const message = isBinary ? undefined : parse(String(raw));
+        if (!message) {
+          connection.send(
+            errorMessage(
+              new AppError('invalid_request', 'Messages are JSON objects: {"type", "data", "correlationId"?}'),
+            ),
+          );
+          return;
+        }
+        const correlationId = typeof message.correlationId === 'string' ? message.correlationId : undefined;
+        if (message.type === 'ping') {
+          connection.send(outMessage('pong', message.data ?? null, correlationId));
+          return;
+        }
+        if (message.type === 'auth') {
+          const data = message.data as { token?: unknown; offset?: unknown } | undefined;
+          if (typeof data?.token !== 'string' || data.token.length === 0) {
+            connection.send(errorMessage(invalidField('data.token', 'is required: an access token or API key')));
+            return;
+          }
+          if (!opening) {
+            const offset = typeof data.offset === 'string' ? data.offset : request.query.offset;
+            opening = connection.open(data.token, offset);
+          } else if (await opening) {
+            await connection.reauthenticate(data.token);
+          }
+          return;
+        }
+        if (!opening) {
+          connection.send(errorMessage(new AppError('unauthorized', 'Send {"type":"auth","data":{"token"}} first')));
+          connection.close(CLOSE.unauthorized, 'unauthorized');
+          return;
+        }
+        if (!(await opening)) return;
+        if (message.type === 'request') {
+          await handleRequest(deps, connection, message);
+          return;
+        }
+        connection.send(
+          errorMessage(
+            invalidField('type', 'must be one of auth, request, ping (update and complete come from the server)'),
+          ),
+        );
+      });
+    },
+  );
+
+  app.get(
+    '/api/events',
+    {
+      sse: { kind: 'only', serializer: (data: unknown) => (typeof data === 'string' ? data : JSON.stringify(data)) },
+      // Counted when the feed opens (as a socket is), not twice.
+      config: { auth: ['user'], metered: false },
+      schema: {
+        tags: ['realtime'],
+        summary:
+          'The realtime feed as server-sent events (each message as an event named by its type; events carry their id, so Last-Event-ID resumes)',
+        querystring: FeedQuery,
+        response: errors(401, 403, 429),
+      },
+    },
+    async (request, reply) => {
+      userOf(request);
+      reply.sse.keepAlive();
+      const connection = new FeedConnection(deps, hub, sseTransport(reply));
+      reply.sse.onClose(() => connection.ended());
+      const token = String(request.headers.authorization)
+        .replace(/^Bearer +/i, '')
+        .trim();
+      await connection.open(token, reply.sse.lastEventId ?? request.query.offset);
+    },
+  );
+
+  app.post(
+    '/api/admin/realtime/tasks',
+    {
+      config: { auth: ['admin', 'service'] },
+      schema: {
+        tags: ['realtime'],
+        summary:
+          "Reports a long task's progress to a user's live connections (or, without user_id, to every user of the tenant); live only, not replayed",
+        body: Type.Object(
+          {
+            user_id: Type.Optional(Type.String({ maxLength: 64 })),
+            task: Task,
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          202: Type.Object({ user_id: Type.Union([Type.String(), Type.Null()]), task_id: Type.String() }),
+          ...errors(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request, reply) => {
+      const tenant = await actingTenant(deps, request);
+      const { user_id: userId, task } = request.body;
+      if (Buffer.byteLength(JSON.stringify(task)) > MAX_TASK_BYTES) {
+        throw invalidField('task', `must be at most ${MAX_TASK_BYTES} bytes as JSON`);
+      }
+      if (userId !== undefined && !(await findUser(deps.db.kysely, tenant.id, userId))) throw notFound('User');
+      deps.realtime.publish({
+        tenantId: tenant.id,
+        userId: userId ?? null,
+        item: { kind: 'task', task: task as TaskUpdate },
+      });
+      reply.status(202);
+      return { user_id: userId ?? null, task_id: task.taskId };
+    },
+  );
+}
+
+function parse(text: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** SSE: each message an event named by its type; feed events carry their id (Last-Event-ID resumes from it). */
+function sseTransport(reply: FastifyReply) {
+  const eventId = (message: OutMessage) => {
+    const data = message.data as { kind?: string; event?: { id?: string } } | undefined;
+    return message.type === 'update' && data?.kind === 'event' ? data.event?.id : undefined;
+  };
+  return {
+    send(message: OutMessage, text: string) {
+      reply.sse.send({ id: eventId(message), event: message.type, data: text }).catch(() => {});
+    },
+    close(code: number, reason: string) {
+      reply.sse
+        .send({ event: 'close', data: JSON.stringify({ code, reason }) })
+        .catch(() => {})
+        .finally(() => reply.sse.close());
+    },
+    buffered: () => reply.raw.writableLength,
+  };
+}

@@ -1,0 +1,368 @@
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
+import { connectFeed, eventOf, type FeedClient } from '../../../test/feed-client.js';
+import { createHarness, type Harness, type Instance, type TestUser } from '../../../test/harness.js';
+
+let h: Harness;
+let llm: FakeLlm;
+let baseUrl: string;
+const open: FeedClient[] = [];
+before(async () => {
+  h = await createHarness({ OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8', REALTIME_AUTH_TIMEOUT: '300ms' });
+  llm = await startFakeLlm();
+  await h.app.listen({ port: 0, host: '127.0.0.1' });
+  baseUrl = urlOf(h.app);
+});
+after(async () => {
+  for (const client of open) client.close();
+  await h.close();
+  await llm.close();
+});
+
+function urlOf(app: Instance['app']): string {
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+}
+
+/** A feed client authenticated with its first message; resolves with it and the `auth` answer. */
+async function feed(token: string, options: { offset?: string; url?: string } = {}) {
+  const client = await connectFeed(options.url ?? baseUrl);
+  open.push(client);
+  client.send({ type: 'auth', data: { token, ...(options.offset && { offset: options.offset }) } });
+  const auth = await client.next((m) => m.type === 'auth', 'the auth answer');
+  return { client, auth };
+}
+
+const createKey = (user: TestUser, name = 'k') =>
+  h.request({ method: 'POST', url: '/api/keys', token: user.accessToken, body: { name } });
+
+describe('GET /api/realtime (WebSocket)', () => {
+  it("authenticates with its first message and then carries the user's own events, not another user's", async () => {
+    const t = await h.tenant();
+    const [user, other] = [await t.user(), await t.user()];
+    const { client, auth } = await feed(user.accessToken);
+    assert.equal(auth.data.status, 'ok');
+    assert.equal(auth.data.user_id, user.id);
+    assert.equal(auth.data.recovered, false);
+    assert.match(auth.data.offset, /^evt_/);
+    assert.equal(typeof auth.timestamp, 'number');
+
+    assert.equal((await createKey(other)).status, 201);
+    const created = await createKey(user, 'laptop');
+    assert.equal(created.status, 201);
+    const update = await client.next(eventOf('api_key.created'), 'api_key.created');
+    assert.equal(update.data.event.data.api_key_id, created.body.id);
+    assert.match(update.data.event.id, /^evt_/);
+    assert.equal(client.messages.filter(eventOf('api_key.created')).length, 1, "the other user's event stays theirs");
+  });
+
+  it('authenticates with the gatehouse.bearer.<token> subprotocol, and the server picks gatehouse.v1 (never the token)', async () => {
+    const user = await (await h.tenant()).user();
+    const client = await connectFeed(baseUrl, { protocols: ['gatehouse.v1', `gatehouse.bearer.${user.apiKey}`] });
+    open.push(client);
+    assert.equal(client.socket.protocol, 'gatehouse.v1');
+    const auth = await client.next((m) => m.type === 'auth');
+    assert.equal(auth.data.user_id, user.id);
+    assert.equal(auth.data.api_key_id, user.apiKeyId);
+    assert.equal(auth.data.expires_at, null, 'a key without expiry');
+  });
+
+  it('closes a socket that does not authenticate in time, and refuses a bad token with the reason', async () => {
+    const silent = await connectFeed(baseUrl);
+    assert.deepEqual(await silent.closed, { code: 4003, reason: 'auth_timeout' });
+
+    const client = await connectFeed(baseUrl);
+    client.send({ type: 'auth', data: { token: 'not-a-token' } });
+    const error = await client.next((m) => m.type === 'error');
+    assert.equal(error.data.code, 'invalid_token');
+    assert.deepEqual(await client.closed, { code: 4001, reason: 'invalid_token' });
+
+    const early = await connectFeed(baseUrl);
+    early.send({ type: 'request', correlationId: 'c1', data: {} });
+    assert.equal((await early.next((m) => m.type === 'error')).data.code, 'unauthorized');
+    assert.equal((await early.closed).code, 4001);
+  });
+
+  it('answers ping with pong and names what is wrong with a message', async () => {
+    const user = await (await h.tenant()).user();
+    const { client } = await feed(user.apiKey);
+    client.send({ type: 'ping', data: { n: 1 }, correlationId: 'p' });
+    const pong = await client.next((m) => m.type === 'pong');
+    assert.deepEqual([pong.data, pong.correlationId], [{ n: 1 }, 'p']);
+    client.socket.send('not json');
+    assert.equal((await client.next((m) => m.type === 'error')).data.code, 'invalid_request');
+    client.send({ type: 'subscribe', data: {} });
+    const wrong = await client.next((m) => m.type === 'error');
+    assert.equal(wrong.data.details.fields[0].field, 'type');
+    client.send({ type: 'request', data: { model: 'x', prompt: 'hi' } });
+    assert.equal((await client.next((m) => m.type === 'error')).data.details.fields[0].field, 'correlationId');
+  });
+
+  it('closes the socket of a revoked session with the reason, after the session.revoked event, and refuses it after', async () => {
+    const user = await (await h.tenant()).user();
+    const { client, auth } = await feed(user.accessToken);
+    const keyed = await feed(user.apiKey);
+    const revoked = await h.request({
+      method: 'DELETE',
+      url: `/api/auth/sessions/${auth.data.session_id}`,
+      token: user.apiKey,
+    });
+    assert.equal(revoked.status, 204);
+    const event = await client.next(eventOf('session.revoked'));
+    assert.equal(event.data.event.data.session_id, auth.data.session_id);
+    assert.deepEqual(await client.closed, { code: 4001, reason: 'session_revoked' });
+    await keyed.client.next(eventOf('session.revoked'), 'the event on the API-key socket');
+    assert.equal(keyed.client.socket.readyState, keyed.client.socket.OPEN, 'other credentials stay connected');
+
+    const again = await connectFeed(baseUrl);
+    again.send({ type: 'auth', data: { token: user.accessToken } });
+    assert.equal((await again.next((m) => m.type === 'error')).data.code, 'invalid_token');
+    assert.equal((await again.closed).code, 4001);
+  });
+
+  it('resumes after a dropped connection from the last offset with recovered: true and what was missed', async (ctx) => {
+    const user = await (await h.tenant()).user();
+    const first = await feed(user.accessToken);
+    await createKey(user, 'seen');
+    const seen = await first.client.next(eventOf('api_key.created'));
+    first.client.close();
+    await first.client.closed;
+    const missed = [(await createKey(user, 'missed-1')).body.id, (await createKey(user, 'missed-2')).body.id];
+
+    const resumed = await feed(user.accessToken, { offset: seen.data.event.id });
+    assert.equal(resumed.auth.data.recovered, true);
+    for (const id of missed) {
+      await resumed.client.next(
+        (m) => eventOf('api_key.created')(m) && m.data.event.data.api_key_id === id,
+        `the missed event of ${id}`,
+      );
+    }
+
+    // Beyond the resume window (5 minutes by default), the client is told to reload instead.
+    h.clockFor(ctx)(6 * 60_000);
+    const stale = await feed(user.apiKey, { offset: seen.data.event.id });
+    assert.equal(stale.auth.data.recovered, false);
+    const invalid = await connectFeed(baseUrl, { offset: 'evt_nope' });
+    open.push(invalid);
+    invalid.send({ type: 'auth', data: { token: user.apiKey } });
+    assert.equal((await invalid.next((m) => m.type === 'error')).data.details.fields[0].field, 'offset');
+    assert.equal((await invalid.next((m) => m.type === 'auth')).data.recovered, false);
+  });
+
+  it('asks for a fresh token before the access token expires and keeps running when it comes', async (ctx) => {
+    const t = await h.tenant();
+    const user = await t.user();
+    // The access token (15 minutes) has 2 seconds left.
+    h.clockFor(ctx)(15 * 60_000 - 2_000);
+    const { client } = await feed(user.accessToken);
+    const ask = await client.next((m) => m.type === 'auth' && m.data.status === 'refresh_required');
+    assert.ok(ask.data.expires_at);
+    const refreshed = await h.request({
+      method: 'POST',
+      url: '/api/auth/refresh',
+      tenant: t.publishableKey,
+      body: { refresh_token: user.refreshToken },
+    });
+    assert.equal(refreshed.status, 200, refreshed.text);
+    client.send({ type: 'auth', data: { token: refreshed.body.access_token } });
+    const renewed = await client.next((m) => m.type === 'auth' && m.data.status === 'ok');
+    assert.ok(Date.parse(renewed.data.expires_at) > Date.parse(ask.data.expires_at));
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    assert.equal(client.socket.readyState, client.socket.OPEN, 'still open after the old token expired');
+    await createKey({ ...user, accessToken: refreshed.body.access_token });
+    await client.next(eventOf('api_key.created'), 'an event after the refresh');
+
+    // Another user's token cannot take a connection over.
+    const stranger = await t.user();
+    client.send({ type: 'auth', data: { token: stranger.apiKey } });
+    assert.deepEqual(await client.closed, { code: 4001, reason: 'user_mismatch' });
+  });
+
+  it('closes with token_expired when no fresh token comes', async (ctx) => {
+    const user = await (await h.tenant()).user();
+    h.clockFor(ctx)(15 * 60_000 - 1_000);
+    const { client } = await feed(user.accessToken);
+    await client.next((m) => m.type === 'auth' && m.data.status === 'refresh_required');
+    assert.deepEqual(await client.closed, { code: 4002, reason: 'token_expired' });
+  });
+
+  it('runs an LLM request: chunks as updates, then complete with usage, then the usage change', async () => {
+    const t = await h.tenant();
+    const admin = await t.admin();
+    const provider = await h.request({
+      method: 'POST',
+      url: '/api/admin/llm/providers',
+      token: admin.accessToken,
+      body: { name: 'fake', base_url: llm.url, api_key: 'sk-fake', models: ['gpt-test'] },
+    });
+    assert.equal(provider.status, 201, provider.text);
+    const user = await t.user();
+    const { client } = await feed(user.apiKey);
+    client.send({ type: 'request', correlationId: 'q1', data: { model: 'gpt-test', prompt: 'Say hello' } });
+    const done = await client.next((m) => m.type === 'complete' && m.correlationId === 'q1', 'complete');
+    const deltas = client.messages
+      .filter((m) => m.type === 'update' && m.correlationId === 'q1')
+      .map((m) => m.data.delta)
+      .join('');
+    assert.equal(deltas, 'Hello from the fake provider');
+    assert.equal(done.data.text, deltas);
+    assert.equal(done.data.usage.total_tokens, llm.usage.prompt_tokens + llm.usage.completion_tokens);
+    const usage = await client.next(
+      (m) => m.type === 'update' && m.data.kind === 'usage' && m.data.usage.tokens_reserved === 0,
+      'the usage update after the call was settled',
+    );
+    assert.equal(usage.data.usage.tokens_used, done.data.usage.total_tokens);
+
+    client.send({ type: 'request', correlationId: 'q2', data: { model: 'no-such-model', prompt: 'hi' } });
+    const refused = await client.next((m) => m.type === 'error' && m.correlationId === 'q2');
+    assert.equal(refused.data.code, 'not_found');
+  });
+
+  it("delivers an app's task progress to its user, or to every user of the tenant", async () => {
+    const t = await h.tenant();
+    const [alice, bob] = [await t.user(), await t.user()];
+    const service = await t.serviceKey();
+    const [a, b] = [(await feed(alice.apiKey)).client, (await feed(bob.apiKey)).client];
+    const task = { taskId: 'build-7', status: 'processing', progress: 40 };
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/admin/realtime/tasks',
+      token: service,
+      body: { user_id: alice.id, task },
+    });
+    assert.equal(res.status, 202, res.text);
+    assert.deepEqual((await a.next((m) => m.data?.kind === 'task')).data.task, task);
+    const all = await h.request({
+      method: 'POST',
+      url: '/api/admin/realtime/tasks',
+      token: service,
+      body: { task: { taskId: 'notice', status: 'completed' } },
+    });
+    assert.equal(all.status, 202);
+    await b.next((m) => m.data?.kind === 'task' && m.data.task.taskId === 'notice', 'the broadcast');
+    assert.equal(b.messages.filter((m) => m.data?.task?.taskId === 'build-7').length, 0);
+
+    const unknown = await h.request({
+      method: 'POST',
+      url: '/api/admin/realtime/tasks',
+      token: service,
+      body: { user_id: 'usr_nobody', task },
+    });
+    assert.equal(unknown.status, 404);
+    const bad = await h.request({
+      method: 'POST',
+      url: '/api/admin/realtime/tasks',
+      token: service,
+      body: { user_id: alice.id, task: { taskId: 'x', status: 'done' } },
+    });
+    assert.equal(bad.status, 400);
+  });
+});
+
+describe('GET /api/events (server-sent events)', () => {
+  /** Reads SSE events from a response until `count` have arrived. */
+  async function readEvents(res: Response, count: number) {
+    const events: { id?: string; event?: string; data: string }[] = [];
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    while (events.length < count) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end = buffer.indexOf('\n\n');
+      while (end !== -1) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        end = buffer.indexOf('\n\n');
+        const event: { id?: string; event?: string; data: string } = { data: '' };
+        for (const line of block.split('\n')) {
+          const [field, ...rest] = line.split(':');
+          const value = rest.join(':').trimStart();
+          if (field === 'id') event.id = value;
+          else if (field === 'event') event.event = value;
+          else if (field === 'data') event.data += value;
+        }
+        if (event.data) events.push(event);
+      }
+    }
+    await reader.cancel();
+    return events;
+  }
+
+  it('serves the same feed, with event ids that Last-Event-ID resumes from', async () => {
+    const user = await (await h.tenant()).user();
+    const signal = AbortSignal.timeout(5_000); // a test that waits for a missing event fails instead of hanging
+    const stream = await fetch(`${baseUrl}/api/events`, {
+      headers: { authorization: `Bearer ${user.apiKey}` },
+      signal,
+    });
+    assert.equal(stream.status, 200);
+    assert.match(String(stream.headers.get('content-type')), /text\/event-stream/);
+    const reading = readEvents(stream, 2);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await createKey(user, 'sse');
+    const [auth, update] = await reading;
+    assert.equal(auth.event, 'auth');
+    assert.equal(JSON.parse(auth.data).data.user_id, user.id);
+    assert.equal(update.event, 'update');
+    const event = JSON.parse(update.data).data.event;
+    assert.equal(event.type, 'api_key.created');
+    assert.equal(update.id, event.id);
+
+    await createKey(user, 'missed');
+    const resumed = await fetch(`${baseUrl}/api/events`, {
+      headers: { authorization: `Bearer ${user.apiKey}`, 'last-event-id': event.id },
+      signal,
+    });
+    const [again, ...replayed] = await readEvents(resumed, 2);
+    assert.equal(JSON.parse(again.data).data.recovered, true);
+    assert.ok(replayed.some((e) => JSON.parse(e.data).data.event.data.name === 'missed'));
+
+    const anonymous = await fetch(`${baseUrl}/api/events`);
+    assert.equal(anonymous.status, 401);
+  });
+});
+
+describe('realtime across instances', () => {
+  it('gets events published on another instance (Redis when set, else PostgreSQL NOTIFY)', async (ctx) => {
+    if (!process.env.TEST_DATABASE_URL) return ctx.skip('needs TEST_DATABASE_URL (SQLite mode is one instance)');
+    await crossInstance(h);
+  });
+
+  it('gets events through PostgreSQL LISTEN/NOTIFY when that is the broker', async (ctx) => {
+    if (!process.env.TEST_DATABASE_URL) return ctx.skip('needs TEST_DATABASE_URL (SQLite mode is one instance)');
+    const pg = await createHarness({ REALTIME_BROKER: 'postgres', DATABASE_URL: process.env.TEST_DATABASE_URL });
+    try {
+      assert.equal(pg.deps.realtime.kind, 'postgres');
+      await pg.app.listen({ port: 0, host: '127.0.0.1' });
+      await crossInstance(pg);
+    } finally {
+      await pg.close();
+    }
+  });
+});
+
+/** A socket on a second instance receives an event caused through the first, and its revocation closes it. */
+async function crossInstance(harness: Harness) {
+  const second = await harness.secondInstance();
+  await second.app.listen({ port: 0, host: '127.0.0.1' });
+  const t = await harness.tenant();
+  const user = await t.user();
+  const client = await connectFeed(urlOf(second.app));
+  open.push(client);
+  client.send({ type: 'auth', data: { token: user.accessToken } });
+  const auth = await client.next((m) => m.type === 'auth');
+  const created = await harness.request({
+    method: 'POST',
+    url: '/api/keys',
+    token: user.accessToken,
+    body: { name: 'x' },
+  });
+  assert.equal(created.status, 201);
+  const event = await client.next(eventOf('api_key.created'), 'the event from the other instance');
+  assert.equal(event.data.event.data.api_key_id, created.body.id);
+  await harness.request({ method: 'DELETE', url: `/api/auth/sessions/${auth.data.session_id}`, token: user.apiKey });
+  assert.deepEqual(await client.closed, { code: 4001, reason: 'session_revoked' });
+}
