@@ -7,6 +7,7 @@
 // this run.
 //
 // `BENCH_ONLY=webhooks` runs the webhook outbox scenario alone (about 15 s).
+// `BENCH_ONLY=realtime` runs the realtime scenario (10,000 WebSockets) alone (about 30 s).
 // `BENCH_ONLY=llm npm run bench` runs the LLM gateway scenarios alone (70-90 s on 2 cores;
 // results in .bench/results-llm.json, .bench/results.json is left as it was).
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,12 @@ import {
   stopChild,
   waitForOk,
 } from './lib/procs.js';
+import {
+  formatRealtime,
+  type RealtimeSettings,
+  type RealtimeTargets,
+  realtimeFanOut,
+} from './lib/realtime-scenarios.js';
 import { formatReport, type Results, type Scenario } from './lib/report.js';
 import {
   compareLimits,
@@ -76,6 +83,9 @@ const TARGET = {
   // Issue 6: deliveries per second from a backlog to a local receiver.
   webhooksPerSecond: 500,
 };
+// Issue 6: 10,000 sockets on one instance under 1 GB; a broadcast reaches every socket within 100 ms at p99 (seed 004).
+const REALTIME_TARGET: RealtimeTargets = { rssMB: 1000, p99Ms: 100 };
+const REALTIME_SETTINGS: RealtimeSettings = { connections: 10_000, clientProcesses: 2, broadcasts: 20, gapMs: 300 };
 /** Events queued for the webhook outbox scenario. */
 const WEBHOOK_EVENTS = 3_000;
 // Issue 4, the LLM gateway against a fake upstream: req/s through Gatehouse over direct
@@ -323,6 +333,7 @@ async function measure(): Promise<Results> {
   });
   const llm = await llmGateway(stores, LLM_SETTINGS, LLM_TARGET);
   const webhooks = await webhookOutbox(stores, WEBHOOK_EVENTS, TARGET.webhooksPerSecond);
+  const realtime = await realtimeFanOut(stores, REALTIME_SETTINGS, REALTIME_TARGET);
 
   return {
     date,
@@ -376,6 +387,7 @@ async function measure(): Promise<Results> {
     usage: { targetP99Ms: TARGET.usageP99Ms, warmup: USAGE_WARMUP, count: USAGE_REQUESTS, outcome: usage },
     llm: { settings: LLM_SETTINGS, targets: LLM_TARGET, outcome: llm },
     webhooks,
+    realtime,
     readyz,
     gatehouseStop,
     otherStops,
@@ -384,8 +396,8 @@ async function measure(): Promise<Results> {
 
 mkdirSync(outDir, { recursive: true });
 const only = process.env.BENCH_ONLY;
-if (only !== undefined && only !== 'llm' && only !== 'webhooks') {
-  say(`BENCH_ONLY=${only}: unknown (BENCH_ONLY=llm or webhooks runs those scenarios alone)`);
+if (only !== undefined && only !== 'llm' && only !== 'webhooks' && only !== 'realtime') {
+  say(`BENCH_ONLY=${only}: unknown (BENCH_ONLY=llm, webhooks or realtime runs those scenarios alone)`);
   process.exit(2);
 }
 /** BENCH_ONLY=webhooks: the webhook outbox scenario alone. */
@@ -394,16 +406,28 @@ async function measureWebhooks() {
   const webhooks = await webhookOutbox(context([], []), WEBHOOK_EVENTS, TARGET.webhooksPerSecond);
   return { date, machine, webhooks };
 }
+/** BENCH_ONLY=realtime: the realtime scenario alone. */
+async function measureRealtime() {
+  const { date, machine } = machineAndDate();
+  const realtime = await realtimeFanOut(context([], []), REALTIME_SETTINGS, REALTIME_TARGET);
+  return { date, machine, realtime };
+}
 const run: Promise<{ file: string; results: unknown; report: string }> =
-  only === 'llm'
-    ? measureLlm().then((results) => ({ file: 'results-llm.json', results, report: formatLlmOnly(results) }))
-    : only === 'webhooks'
-      ? measureWebhooks().then((results) => ({
-          file: 'results-webhooks.json',
-          results,
-          report: formatWebhooks(results.webhooks).join('\n'),
-        }))
-      : measure().then((results) => ({ file: 'results.json', results, report: formatReport(results) }));
+  only === 'realtime'
+    ? measureRealtime().then((results) => ({
+        file: 'results-realtime.json',
+        results,
+        report: formatRealtime(results.realtime).join('\n'),
+      }))
+    : only === 'llm'
+      ? measureLlm().then((results) => ({ file: 'results-llm.json', results, report: formatLlmOnly(results) }))
+      : only === 'webhooks'
+        ? measureWebhooks().then((results) => ({
+            file: 'results-webhooks.json',
+            results,
+            report: formatWebhooks(results.webhooks).join('\n'),
+          }))
+        : measure().then((results) => ({ file: 'results.json', results, report: formatReport(results) }));
 run
   .then(({ file, results, report }) => {
     writeFileSync(join(outDir, file), `${JSON.stringify(results, null, 2)}\n`);

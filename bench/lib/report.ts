@@ -3,6 +3,7 @@ import type { LoadResult } from '../load.js';
 import type { OverloadResult } from '../overload.js';
 import type { SequentialResult } from '../sequential.js';
 import { formatLlm, type LlmGatewayBench } from './llm-report.js';
+import { formatRealtime, type RealtimeBench } from './realtime-scenarios.js';
 import { num, table, verdict } from './table.js';
 import { formatWebhooks, type WebhookBench } from './webhook-scenarios.js';
 
@@ -105,6 +106,7 @@ export interface Results {
   /** The LLM gateway against a fake upstream, direct and through a Gatehouse of its own (SQLite). */
   llm: LlmGatewayBench;
   webhooks: WebhookBench;
+  realtime: RealtimeBench;
   /** GET /readyz (pings the database, 3 s deadline) after each Gatehouse scenario. */
   readyz: { after: string; status: string }[];
   gatehouseStop: 'exited' | 'killed';
@@ -253,6 +255,7 @@ export function formatReport(r: Results): string {
 
   out.push(...formatLlm(r.llm, s.connections), '');
   out.push(...formatWebhooks(r.webhooks), '');
+  out.push(...formatRealtime(r.realtime), '');
 
   const m = r.rss;
   out.push(

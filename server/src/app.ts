@@ -4,7 +4,6 @@ import { fastifySSE } from '@fastify/sse';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { Deps } from './deps.js';
 import { AppError, handleError } from './errors.js';
@@ -22,7 +21,7 @@ import { registerOAuthProviderRoutes } from './features/oauth/oauth-providers.ro
 import { registerSignInRoutes } from './features/oauth/sign-in.routes.js';
 import { registerPlanRoutes } from './features/plans/plans.routes.js';
 import { Plan } from './features/plans/plans.schemas.js';
-import { registerRealtimeRoutes, SUBPROTOCOL } from './features/realtime/realtime.routes.js';
+import { registerRealtimeRoutes } from './features/realtime/realtime.routes.js';
 import { registerServiceKeyRoutes } from './features/service-keys/service-keys.routes.js';
 import { registerSessionRoutes } from './features/sessions/sessions.routes.js';
 import { pruneSessions } from './features/sessions/sessions.service.js';
@@ -64,13 +63,6 @@ export async function buildApp(deps: Deps) {
     throw new AppError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}`);
   });
   await app.register(formbody);
-  await app.register(websocket, {
-    options: {
-      maxPayload: 1_048_576,
-      // The token a browser sends as a subprotocol is never echoed: the server picks gatehouse.v1.
-      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
-    },
-  });
   await app.register(fastifySSE);
   await app.register(swagger, {
     openapi: {

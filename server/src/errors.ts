@@ -23,6 +23,7 @@ export const ERROR_STATUS = {
   email_taken: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  upgrade_required: 426,
   rate_limited: 429,
   quota_exceeded: 429,
   too_many_attempts: 429,

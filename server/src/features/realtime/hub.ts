@@ -53,7 +53,7 @@ export function errorMessage(error: unknown, correlationId?: string): OutMessage
   return outMessage(
     'error',
     {
-      code: known ? error.code : 'internal',
+      code: known ? error.code : 'internal_error',
       message: known ? error.message : 'Something went wrong',
       ...(known && error.options.details !== undefined && { details: error.options.details }),
     },

@@ -1,6 +1,8 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
-import type { WebSocket } from 'ws';
+import type { WebSocket, WebSocketServer } from 'ws';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
 import { userOf } from '../../http/authenticate.js';
@@ -65,95 +67,130 @@ export function registerRealtimeRoutes(app: App, deps: Deps): void {
     clearInterval(heartbeat);
     hub.close();
     for (const socket of sockets) socket.terminate();
+    (await server)?.close();
   });
 
+  // The upgrade is taken before Fastify's routing (which has no WebSocket support of its own),
+  // and `ws` is loaded with the first socket: an instance nobody connects to does not carry it.
+  let server: Promise<WebSocketServer> | undefined;
+  const webSockets = () => {
+    server ??= import('ws').then(
+      ({ WebSocketServer }) =>
+        new WebSocketServer({
+          noServer: true,
+          maxPayload: 1_048_576,
+          perMessageDeflate: false,
+          // The token a browser sends as a subprotocol is never echoed: the server picks gatehouse.v1.
+          handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+        }),
+    );
+    return server;
+  };
+  app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(request.url ?? '/', 'http://gatehouse');
+    if (url.pathname !== '/api/realtime') {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    webSockets().then(
+      (wss) => wss.handleUpgrade(request, socket, head, (ws) => accept(ws, request, url.searchParams.get('offset'))),
+      () => socket.destroy(),
+    );
+  });
+
+  const accept = (socket: WebSocket, request: IncomingMessage, queryOffset: string | null) => {
+    const offsetParam = queryOffset ?? undefined;
+    sockets.add(socket);
+    alive.set(socket, true);
+    const connection = new FeedConnection(deps, hub, {
+      send: (_message, text) => socket.send(text),
+      close: (code, reason) => socket.close(code, reason),
+      buffered: () => socket.bufferedAmount,
+    });
+    socket.on('pong', () => alive.set(socket, true));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      connection.ended();
+    });
+    socket.on('error', () => socket.terminate());
+
+    let opening: Promise<boolean> | null = null;
+    const offered = String(request.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((protocol) => protocol.trim());
+    const bearer = offered.find((protocol) => protocol.startsWith(BEARER_PROTOCOL));
+    if (bearer) {
+      opening = connection.open(bearer.slice(BEARER_PROTOCOL.length), offsetParam);
+    } else {
+      setTimeout(() => {
+        if (opening || connection.closed) return;
+        connection.send(errorMessage(new AppError('unauthorized', 'No auth message arrived in time')));
+        connection.close(CLOSE.authTimeout, 'auth_timeout');
+      }, deps.config.realtime.authTimeoutMs).unref();
+    }
+
+    socket.on('message', async (raw, isBinary) => {
+      const message = isBinary ? undefined : parse(String(raw));
+      if (!message) {
+        connection.send(
+          errorMessage(
+            new AppError('invalid_request', 'Messages are JSON objects: {"type", "data", "correlationId"?}'),
+          ),
+        );
+        return;
+      }
+      const correlationId = typeof message.correlationId === 'string' ? message.correlationId : undefined;
+      if (message.type === 'ping') {
+        connection.send(outMessage('pong', message.data ?? null, correlationId));
+        return;
+      }
+      if (message.type === 'auth') {
+        const data = message.data as { token?: unknown; offset?: unknown } | undefined;
+        if (typeof data?.token !== 'string' || data.token.length === 0) {
+          connection.send(errorMessage(invalidField('data.token', 'is required: an access token or API key')));
+          return;
+        }
+        if (!opening) {
+          opening = connection.open(data.token, typeof data.offset === 'string' ? data.offset : offsetParam);
+        } else if (await opening) {
+          await connection.reauthenticate(data.token);
+        }
+        return;
+      }
+      if (!opening) {
+        connection.send(errorMessage(new AppError('unauthorized', 'Send {"type":"auth","data":{"token"}} first')));
+        connection.close(CLOSE.unauthorized, 'unauthorized');
+        return;
+      }
+      if (!(await opening)) return;
+      if (message.type === 'request') {
+        await handleRequest(deps, connection, message);
+        return;
+      }
+      connection.send(
+        errorMessage(
+          invalidField('type', 'must be one of auth, request, ping (update and complete come from the server)'),
+        ),
+      );
+    });
+  };
+
+  // Without an upgrade, the route says what it is (and is listed in the OpenAPI document).
   app.get(
     '/api/realtime',
     {
-      websocket: true,
       config: { auth: 'public' },
       schema: {
         tags: ['realtime'],
         summary:
-          'WebSocket feed: authenticate with {"type":"auth","data":{"token"}} first (or the subprotocol gatehouse.bearer.<token> next to gatehouse.v1); then live events, usage, task progress and LLM requests',
+          'WebSocket feed (send Upgrade: websocket): authenticate with {"type":"auth","data":{"token"}} first, or with the subprotocol gatehouse.bearer.<token> next to gatehouse.v1; then live events, usage, task progress and LLM requests',
         querystring: FeedQuery,
+        response: errors(426),
       },
     },
-    (socket, request) => {
-      sockets.add(socket);
-      alive.set(socket, true);
-      const connection = new FeedConnection(deps, hub, {
-        send: (_message, text) => socket.send(text),
-        close: (code, reason) => socket.close(code, reason),
-        buffered: () => socket.bufferedAmount,
-      });
-      socket.on('pong', () => alive.set(socket, true));
-      socket.on('close', () => {
-        sockets.delete(socket);
-        connection.ended();
-      });
-      socket.on('error', () => socket.terminate());
-
-      let opening: Promise<boolean> | null = null;
-      const offered = String(request.headers['sec-websocket-protocol'] ?? '')
-        .split(',')
-        .map((protocol) => protocol.trim());
-      const bearer = offered.find((protocol) => protocol.startsWith(BEARER_PROTOCOL));
-      if (bearer) {
-        opening = connection.open(bearer.slice(BEARER_PROTOCOL.length), request.query.offset);
-      } else {
-        setTimeout(() => {
-          if (opening || connection.closed) return;
-          connection.send(errorMessage(new AppError('unauthorized', 'No auth message arrived in time')));
-          connection.close(CLOSE.authTimeout, 'auth_timeout');
-        }, deps.config.realtime.authTimeoutMs).unref();
-      }
-
-      socket.on('message', async (raw, isBinary) => {
-        const message = isBinary ? undefined : parse(String(raw));
-        if (!message) {
-          connection.send(
-            errorMessage(
-              new AppError('invalid_request', 'Messages are JSON objects: {"type", "data", "correlationId"?}'),
-            ),
-          );
-          return;
-        }
-        const correlationId = typeof message.correlationId === 'string' ? message.correlationId : undefined;
-        if (message.type === 'ping') {
-          connection.send(outMessage('pong', message.data ?? null, correlationId));
-          return;
-        }
-        if (message.type === 'auth') {
-          const data = message.data as { token?: unknown; offset?: unknown } | undefined;
-          if (typeof data?.token !== 'string' || data.token.length === 0) {
-            connection.send(errorMessage(invalidField('data.token', 'is required: an access token or API key')));
-            return;
-          }
-          if (!opening) {
-            const offset = typeof data.offset === 'string' ? data.offset : request.query.offset;
-            opening = connection.open(data.token, offset);
-          } else if (await opening) {
-            await connection.reauthenticate(data.token);
-          }
-          return;
-        }
-        if (!opening) {
-          connection.send(errorMessage(new AppError('unauthorized', 'Send {"type":"auth","data":{"token"}} first')));
-          connection.close(CLOSE.unauthorized, 'unauthorized');
-          return;
-        }
-        if (!(await opening)) return;
-        if (message.type === 'request') {
-          await handleRequest(deps, connection, message);
-          return;
-        }
-        connection.send(
-          errorMessage(
-            invalidField('type', 'must be one of auth, request, ping (update and complete come from the server)'),
-          ),
-        );
-      });
+    async (_request, reply) => {
+      reply.header('upgrade', 'websocket');
+      throw new AppError('upgrade_required', 'GET /api/realtime is a WebSocket: connect with Upgrade: websocket');
     },
   );
 

@@ -84,6 +84,13 @@ describe('GET /api/realtime (WebSocket)', () => {
     assert.equal((await early.closed).code, 4001);
   });
 
+  it('answers a plain GET with 426 naming the upgrade it needs', async () => {
+    const res = await h.request({ method: 'GET', url: '/api/realtime' });
+    assert.equal(res.status, 426);
+    assert.equal(res.body.error.code, 'upgrade_required');
+    assert.equal(res.headers.upgrade, 'websocket');
+  });
+
   it('answers ping with pong and names what is wrong with a message', async () => {
     const user = await (await h.tenant()).user();
     const { client } = await feed(user.apiKey);
