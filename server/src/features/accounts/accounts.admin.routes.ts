@@ -4,7 +4,7 @@ import { clientInfo } from '../../http/authenticate.js';
 import { actorOf } from '../../http/principal.js';
 import { type App, errors, IdParams, Page, PageQuery } from '../../http/schemas.js';
 import { actingTenant } from '../../http/tenant.js';
-import { getUser, importUsers, listUsers, patchUser } from './accounts.admin.service.js';
+import { deleteUser, getUser, importUsers, listUsers, patchUser } from './accounts.admin.service.js';
 import { AdminUserPatch, ImportUsersBody, User } from './accounts.schemas.js';
 
 /**
@@ -72,6 +72,24 @@ export function registerAdminUserRoutes(app: App, deps: Deps): void {
         actorOf(request.principal),
         clientInfo(request),
       );
+    },
+  );
+
+  app.delete(
+    '/api/admin/users/:id',
+    {
+      config: { auth: write },
+      schema: {
+        tags,
+        summary: 'Delete a user: sessions, API keys, identities and vault connections go with them; emits user.deleted',
+        params: IdParams,
+        response: { 204: Type.Null(), ...errors(401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const tenant = await actingTenant(deps, request);
+      await deleteUser(deps, tenant.id, request.params.id, actorOf(request.principal), clientInfo(request));
+      return reply.status(204).send(null);
     },
   );
 

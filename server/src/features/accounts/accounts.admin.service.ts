@@ -70,6 +70,45 @@ export async function patchUser(
 }
 
 /**
+ * Deletes a user and everything that lets anyone act as them or read their secrets: sessions
+ * and refresh tokens, API keys, linked sign-in identities, pending sign-ins, vault connections,
+ * budgets and reservations, all in one transaction with the `user.deleted` event (their live
+ * connections close on it). Usage records and the audit log keep the id, which names no one,
+ * for accounting and security history.
+ */
+export async function deleteUser(deps: Deps, tenantId: string, id: string, actor: Actor, client: ClientInfo) {
+  const user = await findUser(deps.db.kysely, tenantId, id);
+  if (!user) throw notFound('User');
+  if (user.role === 'operator') throw new AppError('forbidden', 'Operators are managed with the gatehouse CLI');
+  if (actor.type === 'user' && actor.id === id) {
+    throw new AppError('forbidden', 'An admin cannot delete their own account; ask another admin');
+  }
+  await transaction(deps.db.kysely, async (trx) => {
+    await trx
+      .deleteFrom('refresh_tokens')
+      .where(
+        'session_id',
+        'in',
+        trx.selectFrom('sessions').select('id').where('tenant_id', '=', tenantId).where('user_id', '=', id),
+      )
+      .execute();
+    // Table by table: Kysely's types do not follow a loop over a union of tables.
+    await trx.deleteFrom('sessions').where('tenant_id', '=', tenantId).where('user_id', '=', id).execute();
+    await trx.deleteFrom('api_keys').where('tenant_id', '=', tenantId).where('user_id', '=', id).execute();
+    await trx.deleteFrom('user_identities').where('tenant_id', '=', tenantId).where('user_id', '=', id).execute();
+    await trx.deleteFrom('connections').where('tenant_id', '=', tenantId).where('user_id', '=', id).execute();
+    await trx.deleteFrom('oauth_codes').where('tenant_id', '=', tenantId).where('user_id', '=', id).execute();
+    await trx.deleteFrom('oauth_states').where('tenant_id', '=', tenantId).where('user_id', '=', id).execute();
+    await trx.deleteFrom('token_reservations').where('tenant_id', '=', tenantId).where('user_id', '=', id).execute();
+    await trx.deleteFrom('token_budgets').where('tenant_id', '=', tenantId).where('user_id', '=', id).execute();
+    await trx.deleteFrom('users').where('tenant_id', '=', tenantId).where('id', '=', id).execute();
+    await emitEvent(trx, deps, { tenantId, type: 'user.deleted', data: { user_id: id } });
+    await recordAudit(trx, deps, { tenantId, action: 'user.deleted', actor, target: { type: 'user', id }, client });
+  });
+  deps.caches.auth.clear();
+}
+
+/**
  * Imports accounts from another system in one transaction: all or nothing. bcrypt hashes are
  * accepted as they are and upgraded to argon2id at each user's next sign-in.
  */

@@ -232,3 +232,66 @@ describe('POST /api/auth/password', () => {
     assert.equal(login.status, 200);
   });
 });
+
+describe('DELETE /api/admin/users/:id', () => {
+  it('deletes the user with their sessions, keys and vault data, emits user.deleted, and keeps the rules', async () => {
+    const t = await h.tenant();
+    const [admin, user] = [await t.admin(), await t.user()];
+    const saved = await h.request({
+      method: 'PUT',
+      url: '/api/vault/connections/github',
+      token: user.apiKey,
+      body: { auth_data: { access_token: 'gho_secret' } },
+    });
+    assert.equal(saved.status, 201, saved.text);
+
+    const deleted = await h.request({ method: 'DELETE', url: `/api/admin/users/${user.id}`, token: admin.accessToken });
+    assert.equal(deleted.status, 204, deleted.text);
+    for (const token of [user.apiKey, user.accessToken]) {
+      const me = await h.request({ method: 'GET', url: '/api/auth/me', token });
+      assert.equal(me.status, 401, 'every credential of the deleted user stops working');
+    }
+    const refresh = await h.request({
+      method: 'POST',
+      url: '/api/auth/refresh',
+      tenant: t.publishableKey,
+      body: { refresh_token: user.refreshToken },
+    });
+    assert.equal(refresh.status, 401);
+    const connections = await h.deps.db.kysely
+      .selectFrom('connections')
+      .select('id')
+      .where('user_id', '=', user.id)
+      .execute();
+    assert.equal(connections.length, 0, 'the vault data is gone');
+    const events = await h.request({
+      method: 'GET',
+      url: '/api/admin/events?type=user.deleted',
+      token: admin.accessToken,
+    });
+    assert.deepEqual(events.body.data[0].data, { user_id: user.id });
+    const again = await h.request({ method: 'DELETE', url: `/api/admin/users/${user.id}`, token: admin.accessToken });
+    assert.equal(again.status, 404);
+    // The email can sign up again, as a new user.
+    const back = await h.request({
+      method: 'POST',
+      url: '/api/auth/register',
+      tenant: t.publishableKey,
+      body: { email: user.email, password: STRONG_PASSWORD },
+    });
+    assert.equal(back.status, 201);
+    assert.notEqual(back.body.user.id, user.id);
+
+    const self = await h.request({ method: 'DELETE', url: `/api/admin/users/${admin.id}`, token: admin.accessToken });
+    assert.equal(self.status, 403, 'an admin cannot delete their own account');
+    const other = await (await h.tenant()).user();
+    const foreign = await h.request({
+      method: 'DELETE',
+      url: `/api/admin/users/${other.id}`,
+      token: admin.accessToken,
+    });
+    assert.equal(foreign.status, 404, "another tenant's user is not found");
+    const plain = await h.request({ method: 'DELETE', url: `/api/admin/users/${admin.id}`, token: user.apiKey });
+    assert.equal(plain.status, 401);
+  });
+});

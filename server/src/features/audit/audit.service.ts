@@ -13,6 +13,7 @@ export type AuditAction =
   | 'user.registered'
   | 'user.imported'
   | 'user.updated'
+  | 'user.deleted'
   | 'user.plan_changed'
   | 'plan.created'
   | 'plan.updated'

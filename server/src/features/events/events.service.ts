@@ -12,6 +12,7 @@ import { insertDeliveries } from '../webhooks/webhooks.repo.js';
 export const EVENT_TYPES = [
   'user.created',
   'user.updated',
+  'user.deleted',
   'session.created',
   'session.revoked',
   'api_key.created',

@@ -328,7 +328,14 @@ export class Hub {
 
   /** What an event means for open connections: a revoked session or key closes those opened with it. */
   private enforce(type: string, data: Record<string, unknown>, targets: FeedConnection[]): void {
-    if (type !== 'session.revoked' && type !== 'api_key.revoked' && type !== 'user.updated') return;
+    if (
+      type !== 'session.revoked' &&
+      type !== 'api_key.revoked' &&
+      type !== 'user.updated' &&
+      type !== 'user.deleted'
+    ) {
+      return;
+    }
     // Another instance's revocation: this instance's cached credentials must not outlive it.
     this.deps.caches.auth.clear();
     for (const connection of targets) {
@@ -338,6 +345,8 @@ export class Hub {
         connection.close(CLOSE.unauthorized, 'session_revoked');
       } else if (type === 'api_key.revoked' && principal.apiKeyId !== null && principal.apiKeyId === data.api_key_id) {
         connection.close(CLOSE.unauthorized, 'api_key_revoked');
+      } else if (type === 'user.deleted') {
+        connection.close(CLOSE.unauthorized, 'user_deleted');
       } else if (type === 'user.updated') {
         void connection.recheck();
       }

@@ -128,6 +128,16 @@ describe('GET /api/realtime (WebSocket)', () => {
     assert.equal((await again.closed).code, 4001);
   });
 
+  it('closes the sockets of a deleted user after the user.deleted event', async () => {
+    const t = await h.tenant();
+    const [admin, user] = [await t.admin(), await t.user()];
+    const { client } = await feed(user.apiKey);
+    const res = await h.request({ method: 'DELETE', url: `/api/admin/users/${user.id}`, token: admin.accessToken });
+    assert.equal(res.status, 204);
+    await client.next(eventOf('user.deleted'));
+    assert.deepEqual(await client.closed, { code: 4001, reason: 'user_deleted' });
+  });
+
   it('resumes after a dropped connection from the last offset with recovered: true and what was missed', async (ctx) => {
     const user = await (await h.tenant()).user();
     const first = await feed(user.accessToken);
