@@ -44,7 +44,14 @@ export async function transaction<T>(
     commitHooks.set(trx, hooks);
     return work(trx);
   });
-  for (const hook of hooks) hook();
+  // The change is committed whatever a hook does: a failing hook must not make it look failed.
+  for (const hook of hooks) {
+    try {
+      hook();
+    } catch (error) {
+      process.emitWarning(`after-commit hook failed: ${(error as Error).message}`);
+    }
+  }
   return result;
 }
 

@@ -84,6 +84,14 @@ export async function deleteUser(deps: Deps, tenantId: string, id: string, actor
     throw new AppError('forbidden', 'An admin cannot delete their own account; ask another admin');
   }
   await transaction(deps.db.kysely, async (trx) => {
+    // Locks the user's row first (PostgreSQL): a sign-in racing the delete waits, then fails,
+    // instead of adding a session that would break the delete's foreign keys halfway.
+    await trx
+      .updateTable('users')
+      .set({ updated_at: deps.clock.now() })
+      .where('tenant_id', '=', tenantId)
+      .where('id', '=', id)
+      .execute();
     await trx
       .deleteFrom('refresh_tokens')
       .where(

@@ -229,6 +229,10 @@ async function listenOnPostgres(pool: pg.Pool, channel: string, receive: (text: 
     try {
       await next.connect();
       await next.query(`LISTEN "${channel}"`);
+      if (closed) {
+        await next.end();
+        return;
+      }
       client = next;
     } catch (error) {
       next.end().catch(() => {});

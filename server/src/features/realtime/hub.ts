@@ -30,6 +30,12 @@ export const CLOSE = {
 const MAX_BUFFERED_BYTES = 4 * 1_048_576;
 /** A refresh is asked for this long before the credential expires. */
 const REFRESH_LEAD_MS = 60_000;
+/**
+ * How often a live connection's credential is resolved again. Revocations normally close sockets
+ * at once through their events; this catches what no event announces (a rotated key's old secret
+ * reaching the end of its overlap) and an event another instance missed.
+ */
+const REVALIDATE_MS = 60_000;
 /** setTimeout's longest delay; a later expiry is rescheduled on the way. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -72,9 +78,11 @@ export class FeedConnection {
   private authorization = '';
   private validUntil = Number.POSITIVE_INFINITY;
   private timers: NodeJS.Timeout[] = [];
+  private revalidation: NodeJS.Timeout | undefined;
   /** Live messages held while the replay is sent, so they follow it in order. */
   private held: { message: OutMessage; text: string }[] | null = null;
-  private sentEvents = new Set<string>();
+  /** While the replay is sent: the events sent, so one both replayed and held goes out once. */
+  private sentEvents: Set<string> | null = null;
   closed = false;
   /** Aborted when the connection closes (its LLM requests stop). */
   readonly gone = new AbortController();
@@ -114,6 +122,7 @@ export class FeedConnection {
     }
     if (this.closed) return false;
     this.held = [];
+    this.sentEvents = new Set();
     this.hub.add(this);
     const position = positionAt(this.deps.clock.now());
     const replay = offset
@@ -127,11 +136,15 @@ export class FeedConnection {
         recovered: replay?.recovered ?? false,
       }),
     );
+    if (this.closed) return false;
     for (const event of replay?.events ?? []) this.deliver({ kind: 'event', event }, true);
     const held = this.held;
     this.held = null;
     for (const { message, text } of held) this.write(message, text);
+    this.sentEvents = null;
     this.scheduleExpiry();
+    this.revalidation = setInterval(() => void this.recheck(), REVALIDATE_MS);
+    this.revalidation.unref();
     return true;
   }
 
@@ -192,7 +205,7 @@ export class FeedConnection {
   private scheduleExpiry(): void {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers = [];
-    if (!Number.isFinite(this.validUntil)) return;
+    if (this.closed || !Number.isFinite(this.validUntil)) return;
     const left = this.validUntil - this.deps.clock.now();
     const later = (ms: number, fn: () => void) => {
       const timer = setTimeout(fn, Math.max(0, Math.min(ms, MAX_TIMER_MS)));
@@ -219,23 +232,32 @@ export class FeedConnection {
     });
   }
 
-  /** Re-resolves the credential (the user changed: disabled, plan); closes the connection if it is no longer good. */
-  async recheck(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Resolves the credential again (the user changed: disabled, plan; a key's expiry moved);
+   * closes the connection if it is no longer good. True while it is.
+   */
+  async recheck(): Promise<boolean> {
+    if (this.closed) return false;
     try {
       const resolved = await authenticateBearer(this.deps, this.authorization);
-      if (resolved.principal.kind === 'user') this.principal = resolved.principal;
+      if (this.closed || resolved.principal.kind !== 'user') return false;
+      this.principal = resolved.principal;
+      if (resolved.validUntil !== this.validUntil) {
+        this.validUntil = resolved.validUntil;
+        this.scheduleExpiry();
+      }
+      return true;
     } catch {
       this.close(CLOSE.unauthorized, 'credential_revoked');
+      return false;
     }
   }
 
   /** A feed item for this user; events go out once each (a replay may repeat some). */
   deliver(item: FeedItem, replayed = false, text?: string, message?: OutMessage): void {
-    if (item.kind === 'event') {
+    if (item.kind === 'event' && this.sentEvents) {
       if (this.sentEvents.has(item.event.id)) return;
       this.sentEvents.add(item.event.id);
-      if (this.sentEvents.size > 2_000) this.sentEvents = new Set([...this.sentEvents].slice(-1_000));
     }
     const out = message ?? outMessage('update', item);
     const serialised = text ?? JSON.stringify(out);
@@ -267,6 +289,7 @@ export class FeedConnection {
     if (this.closed && this.gone.signal.aborted) return;
     this.closed = true;
     for (const timer of this.timers) clearTimeout(timer);
+    clearInterval(this.revalidation);
     this.gone.abort();
     this.hub.remove(this);
   }

@@ -37,6 +37,8 @@ export async function handleRequest(deps: Deps, connection: FeedConnection, mess
     );
     return;
   }
+  // The credential as it is now (a call spends the user's budget), not as it was at connect.
+  if (!(await connection.recheck())) return;
   inFlight.set(connection, running + 1);
   try {
     const body = chatRequestOf(message.data);

@@ -39,6 +39,9 @@ const Task = Type.Object(
   { additionalProperties: false, description: "Seed 004's TaskUpdate" },
 );
 
+/** Sockets that may wait for their auth message at once; more are refused (503) until some authenticate. */
+const MAX_UNAUTHENTICATED = 2_000;
+
 /** Task data is carried between instances in one NOTIFY on PostgreSQL; this keeps it well inside. */
 const MAX_TASK_BYTES = 4_096;
 
@@ -86,12 +89,20 @@ export function registerRealtimeRoutes(app: App, deps: Deps): void {
     );
     return server;
   };
+  let unauthenticated = 0;
   app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(request.url ?? '/', 'http://gatehouse');
-    if (url.pathname !== '/api/realtime') {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
+    // Node takes its own error handling off an upgraded socket: without this a reset would crash.
+    socket.on('error', () => socket.destroy());
+    const refuse = (status: string) =>
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    let url: URL;
+    try {
+      url = new URL(request.url ?? '/', 'http://gatehouse');
+    } catch {
+      return refuse('400 Bad Request');
     }
+    if (url.pathname !== '/api/realtime') return refuse('404 Not Found');
+    if (unauthenticated >= MAX_UNAUTHENTICATED) return refuse('503 Service Unavailable');
     webSockets().then(
       (wss) => wss.handleUpgrade(request, socket, head, (ws) => accept(ws, request, url.searchParams.get('offset'))),
       () => socket.destroy(),
@@ -114,13 +125,26 @@ export function registerRealtimeRoutes(app: App, deps: Deps): void {
     });
     socket.on('error', () => socket.terminate());
 
+    // Sockets not yet authenticated are counted: each may sit for REALTIME_AUTH_TIMEOUT.
+    unauthenticated++;
+    let counted = true;
+    const authenticated = () => {
+      if (counted) unauthenticated--;
+      counted = false;
+    };
+    socket.once('close', authenticated);
     let opening: Promise<boolean> | null = null;
+    const open = (token: string, offset: string | undefined) => {
+      const result = connection.open(token, offset);
+      result.then(authenticated, authenticated);
+      return result;
+    };
     const offered = String(request.headers['sec-websocket-protocol'] ?? '')
       .split(',')
       .map((protocol) => protocol.trim());
     const bearer = offered.find((protocol) => protocol.startsWith(BEARER_PROTOCOL));
     if (bearer) {
-      opening = connection.open(bearer.slice(BEARER_PROTOCOL.length), offsetParam);
+      opening = open(bearer.slice(BEARER_PROTOCOL.length), offsetParam);
     } else {
       setTimeout(() => {
         if (opening || connection.closed) return;
@@ -137,6 +161,7 @@ export function registerRealtimeRoutes(app: App, deps: Deps): void {
             new AppError('invalid_request', 'Messages are JSON objects: {"type", "data", "correlationId"?}'),
           ),
         );
+        if (!opening) connection.close(CLOSE.unauthorized, 'unauthorized');
         return;
       }
       const correlationId = typeof message.correlationId === 'string' ? message.correlationId : undefined;
@@ -151,7 +176,7 @@ export function registerRealtimeRoutes(app: App, deps: Deps): void {
           return;
         }
         if (!opening) {
-          opening = connection.open(data.token, typeof data.offset === 'string' ? data.offset : offsetParam);
+          opening = open(data.token, typeof data.offset === 'string' ? data.offset : offsetParam);
         } else if (await opening) {
           await connection.reauthenticate(data.token);
         }

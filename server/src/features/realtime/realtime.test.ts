@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
 import { connectFeed, eventOf, type FeedClient } from '../../../test/feed-client.js';
@@ -78,6 +78,10 @@ describe('GET /api/realtime (WebSocket)', () => {
     assert.equal(error.data.code, 'invalid_token');
     assert.deepEqual(await client.closed, { code: 4001, reason: 'invalid_token' });
 
+    const garbage = await connectFeed(baseUrl);
+    garbage.socket.send('not json');
+    assert.equal((await garbage.closed).code, 4001, 'nothing but auth (or ping) before authenticating');
+
     const early = await connectFeed(baseUrl);
     early.send({ type: 'request', correlationId: 'c1', data: {} });
     assert.equal((await early.next((m) => m.type === 'error')).data.code, 'unauthorized');
@@ -89,6 +93,27 @@ describe('GET /api/realtime (WebSocket)', () => {
     assert.equal(res.status, 426);
     assert.equal(res.body.error.code, 'upgrade_required');
     assert.equal(res.headers.upgrade, 'websocket');
+  });
+
+  it('refuses upgrades to other paths and malformed ones, and keeps serving', async () => {
+    const raw = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect((h.app.server.address() as AddressInfo).port, '127.0.0.1', () =>
+          socket.write(
+            `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+          ),
+        );
+        let answer = '';
+        socket.on('data', (chunk) => {
+          answer += chunk;
+        });
+        socket.on('close', () => resolve(answer));
+        socket.on('error', reject);
+      });
+    assert.match(await raw('/api/other'), /^HTTP\/1.1 404/);
+    assert.match(await raw('//['), /^HTTP\/1.1 400/);
+    const user = await (await h.tenant()).user();
+    assert.equal((await feed(user.apiKey)).auth.data.status, 'ok');
   });
 
   it('answers ping with pong and names what is wrong with a message', async () => {
@@ -136,6 +161,24 @@ describe('GET /api/realtime (WebSocket)', () => {
     assert.equal(res.status, 204);
     await client.next(eventOf('user.deleted'));
     assert.deepEqual(await client.closed, { code: 4001, reason: 'user_deleted' });
+  });
+
+  it('closes the socket of a session revoked for refresh token reuse', async (ctx) => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const { client } = await feed(user.accessToken);
+    const refresh = () =>
+      h.request({
+        method: 'POST',
+        url: '/api/auth/refresh',
+        tenant: t.publishableKey,
+        body: { refresh_token: user.refreshToken },
+      });
+    assert.equal((await refresh()).status, 200);
+    h.clockFor(ctx)(11_000); // past the 10 s grace: the old refresh token again is reuse
+    assert.equal((await refresh()).status, 401);
+    await client.next(eventOf('session.revoked'));
+    assert.deepEqual(await client.closed, { code: 4001, reason: 'session_revoked' });
   });
 
   it('resumes after a dropped connection from the last offset with recovered: true and what was missed', async (ctx) => {

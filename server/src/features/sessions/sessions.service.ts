@@ -187,7 +187,14 @@ export async function refreshSession(deps: Deps, refreshToken: string, client: C
     return JSON.parse(deps.masterKey.open(current.successor_sealed, aad).toString('utf8')) as TokenPair;
   }
   await transaction(db, async (trx) => {
-    await revokeSessions(trx, row.tenant_id, { sessionId: row.session_id }, now, 'refresh_token_reuse');
+    const revoked = await revokeSessions(trx, row.tenant_id, { sessionId: row.session_id }, now, 'refresh_token_reuse');
+    if (revoked.length > 0) {
+      await emitEvent(trx, deps, {
+        tenantId: row.tenant_id,
+        type: 'session.revoked',
+        data: { session_id: row.session_id, user_id: row.user_id, reason: 'refresh_token_reuse' },
+      });
+    }
     await recordAudit(trx, deps, {
       tenantId: row.tenant_id,
       action: 'refresh_token.reuse_detected',
