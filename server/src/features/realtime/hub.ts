@@ -35,7 +35,7 @@ const REFRESH_LEAD_MS = 60_000;
  * at once through their events; this catches what no event announces (a rotated key's old secret
  * reaching the end of its overlap) and an event another instance missed.
  */
-const REVALIDATE_MS = 60_000;
+const REVALIDATE_SECONDS = 60;
 /** setTimeout's longest delay; a later expiry is rescheduled on the way. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -78,7 +78,8 @@ export class FeedConnection {
   private authorization = '';
   private validUntil = Number.POSITIVE_INFINITY;
   private timers: NodeJS.Timeout[] = [];
-  private revalidation: NodeJS.Timeout | undefined;
+  /** Which second of the hub's revalidation round checks this connection again. */
+  readonly slot = Math.floor(Math.random() * REVALIDATE_SECONDS);
   /** Live messages held while the replay is sent, so they follow it in order. */
   private held: { message: OutMessage; text: string }[] | null = null;
   /** While the replay is sent: the events sent, so one both replayed and held goes out once. */
@@ -143,8 +144,6 @@ export class FeedConnection {
     for (const { message, text } of held) this.write(message, text);
     this.sentEvents = null;
     this.scheduleExpiry();
-    this.revalidation = setInterval(() => void this.recheck(), REVALIDATE_MS);
-    this.revalidation.unref();
     return true;
   }
 
@@ -289,7 +288,6 @@ export class FeedConnection {
     if (this.closed && this.gone.signal.aborted) return;
     this.closed = true;
     for (const timer of this.timers) clearTimeout(timer);
-    clearInterval(this.revalidation);
     this.gone.abort();
     this.hub.remove(this);
   }
@@ -302,10 +300,24 @@ export class FeedConnection {
 export class Hub {
   private readonly tenants = new Map<string, Map<string, Set<FeedConnection>>>();
   private readonly unlisten: () => void;
+  /** Each second, the connections of that second's slot have their credential checked again. */
+  private readonly revalidation: NodeJS.Timeout;
+  private second = 0;
   size = 0;
 
   constructor(private readonly deps: Deps) {
     this.unlisten = deps.realtime.listen((envelope) => this.deliver(envelope));
+    this.revalidation = setInterval(() => this.revalidate(), 1_000);
+    this.revalidation.unref();
+  }
+
+  private revalidate(): void {
+    this.second = (this.second + 1) % REVALIDATE_SECONDS;
+    for (const users of this.tenants.values()) {
+      for (const connections of users.values()) {
+        for (const connection of connections) if (connection.slot === this.second) void connection.recheck();
+      }
+    }
   }
 
   add(connection: FeedConnection): void {
@@ -379,6 +391,7 @@ export class Hub {
   /** Every connection, closed with 1001 (the instance is shutting down; clients reconnect elsewhere). */
   close(): void {
     this.unlisten();
+    clearInterval(this.revalidation);
     for (const users of this.tenants.values()) {
       for (const connections of users.values()) {
         for (const connection of connections) connection.close(CLOSE.shuttingDown, 'server_shutting_down');
