@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import { fastifySSE } from '@fastify/sse';
 import swagger from '@fastify/swagger';
@@ -12,6 +13,7 @@ import { registerAccountRoutes } from './features/accounts/accounts.routes.js';
 import { User } from './features/accounts/accounts.schemas.js';
 import { registerApiKeyRoutes } from './features/api-keys/api-keys.routes.js';
 import { registerAuditRoutes } from './features/audit/audit.routes.js';
+import { registerDeviceRoutes } from './features/device/device.routes.js';
 import { registerEventRoutes } from './features/events/events.routes.js';
 import { registerHealthRoutes } from './features/health/health.routes.js';
 import { registerChatRoutes } from './features/llm/chat.routes.js';
@@ -63,6 +65,7 @@ export async function buildApp(deps: Deps) {
     throw new AppError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}`);
   });
   await app.register(formbody);
+  await app.register(cookie);
   await app.register(fastifySSE);
   await app.register(swagger, {
     openapi: {
@@ -117,6 +120,7 @@ export async function buildApp(deps: Deps) {
   registerRoutingRoutes(app, deps);
   registerOAuthProviderRoutes(app, deps);
   registerSignInRoutes(app, deps);
+  registerDeviceRoutes(app, deps);
   registerVaultRoutes(app, deps);
   registerWebhookRoutes(app, deps);
   registerChatRoutes(app, deps);

@@ -28,6 +28,7 @@ export interface Database {
   oauth_providers: OAuthProviderTable;
   oauth_states: OAuthStateTable;
   user_identities: UserIdentityTable;
+  device_authorizations: DeviceAuthorizationTable;
   oauth_codes: OAuthCodeTable;
   webhook_endpoints: WebhookEndpointTable;
   webhook_deliveries: WebhookDeliveryTable;
@@ -410,4 +411,19 @@ export interface WebhookAttemptTable {
   latency_ms: number;
   response_excerpt: string | null;
   created_at: number;
+}
+
+export interface DeviceAuthorizationTable {
+  id: string;
+  tenant_id: string;
+  device_code_hash: string;
+  user_code: string;
+  client_id: string;
+  status: 'pending' | 'approved' | 'denied' | 'used';
+  user_id: string | null;
+  interval_s: number;
+  last_polled_at: number | null;
+  expires_at: number;
+  created_at: number;
+  decided_at: number | null;
 }

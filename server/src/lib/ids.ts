@@ -22,7 +22,8 @@ export type IdKind =
   | 'idn'
   | 'whe'
   | 'whd'
-  | 'wha';
+  | 'wha'
+  | 'dva';
 
 export interface Ids {
   next(kind: IdKind): string;

@@ -106,6 +106,37 @@ export async function login(
   input: { email: string; password: string },
   client: ClientInfo,
 ) {
+  const { user, newHash } = await verifySignIn(deps, tenant, input, client);
+  const now = deps.clock.now();
+  return transaction(deps.db.kysely, async (trx) => {
+    await updateUser(trx, tenant.id, user.id, {
+      last_login_at: now,
+      ...(newHash && { password_hash: newHash, updated_at: now }),
+    });
+    const { sessionId, tokens } = await startSession(trx, deps, { tenant, userId: user.id, client });
+    await recordAudit(trx, deps, {
+      tenantId: tenant.id,
+      action: 'login.succeeded',
+      actor: { type: 'user', id: user.id },
+      target: { type: 'session', id: sessionId },
+      client,
+      data: newHash ? { password_hash_upgraded: true } : {},
+    });
+    return { ...tokens, user: presentUser({ ...user, last_login_at: now }) };
+  });
+}
+
+/**
+ * The password check of a sign-in, behind the login guard: the user when email and password
+ * match an enabled account (and the upgraded hash when the stored one is due for it), else the
+ * same 401 for unknown emails and wrong passwords (audited as login.failed).
+ */
+export async function verifySignIn(
+  deps: Deps,
+  tenant: Tenant,
+  input: { email: string; password: string },
+  client: ClientInfo,
+): Promise<{ user: UserRow; newHash: string | undefined }> {
   deps.passwords.assertCapacity();
   const email = normalizeEmail(input.email);
   const attempt = { tenantId: tenant.id, email, ip: client.ip };
@@ -137,24 +168,7 @@ export async function login(
     throw new AppError('account_disabled', 'This account is disabled');
   }
   // bcrypt imports and old argon2 parameters are upgraded now that we hold the password.
-  const newHash = check.needsRehash ? await deps.passwords.hash(input.password) : undefined;
-  const now = deps.clock.now();
-  return transaction(deps.db.kysely, async (trx) => {
-    await updateUser(trx, tenant.id, user.id, {
-      last_login_at: now,
-      ...(newHash && { password_hash: newHash, updated_at: now }),
-    });
-    const { sessionId, tokens } = await startSession(trx, deps, { tenant, userId: user.id, client });
-    await recordAudit(trx, deps, {
-      tenantId: tenant.id,
-      action: 'login.succeeded',
-      actor: { type: 'user', id: user.id },
-      target: { type: 'session', id: sessionId },
-      client,
-      data: newHash ? { password_hash_upgraded: true } : {},
-    });
-    return { ...tokens, user: presentUser({ ...user, last_login_at: now }) };
-  });
+  return { user, newHash: check.needsRehash ? await deps.passwords.hash(input.password) : undefined };
 }
 
 export async function requireUser(deps: Deps, tenantId: string, userId: string): Promise<UserRow> {

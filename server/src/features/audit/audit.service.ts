@@ -14,6 +14,8 @@ export type AuditAction =
   | 'user.imported'
   | 'user.updated'
   | 'user.deleted'
+  | 'device.approved'
+  | 'device.denied'
   | 'user.plan_changed'
   | 'plan.created'
   | 'plan.updated'

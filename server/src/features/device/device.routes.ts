@@ -1,0 +1,289 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Deps } from '../../deps.js';
+import { AppError } from '../../errors.js';
+import { clientInfo } from '../../http/authenticate.js';
+import { type App, errors } from '../../http/schemas.js';
+import { publicTenant } from '../../http/tenant.js';
+import { findUser } from '../accounts/accounts.repo.js';
+import { User } from '../accounts/accounts.schemas.js';
+import { verifySignIn } from '../accounts/accounts.service.js';
+import { getTenant } from '../tenants/tenants.service.js';
+import { codeForm, confirmForm, sendPage } from './device.page.js';
+import {
+  DeviceGrantError,
+  decideDevice,
+  findPendingByUserCode,
+  formatUserCode,
+  issueDeviceCode,
+  pollDeviceToken,
+} from './device.service.js';
+
+const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
+const CSRF_COOKIE = 'gh_device_csrf';
+const SESSION_COOKIE = 'gh_device_session';
+/** How long the approval page remembers who signed in on it. */
+const PAGE_SESSION_MS = 15 * 60_000;
+/** Wrong user codes per address before the page stops looking codes up for a while (RFC 8628 §5.1). */
+const GUESSES = { points: 10, duration: 900 };
+/** Device codes an address may ask for in ten minutes. */
+const ISSUES = { points: 30, duration: 600 };
+
+const DeviceError = Type.Object(
+  { error: Type.String(), error_description: Type.String() },
+  { description: 'RFC 6749 §5.2 / RFC 8628 §3.5 error' },
+);
+
+interface PageSession {
+  tenantId: string;
+  userId: string;
+  expiresAt: number;
+}
+
+const limiters = new WeakMap<Deps, { guesses: RateLimiterAbstract; issues: RateLimiterAbstract }>();
+function limitersOf(deps: Deps) {
+  let found = limiters.get(deps);
+  if (!found) {
+    found = {
+      guesses: deps.limiters.create({ keyPrefix: 'device_guess', ...GUESSES }),
+      issues: deps.limiters.create({ keyPrefix: 'device_issue', ...ISSUES }),
+    };
+    limiters.set(deps, found);
+  }
+  return found;
+}
+
+/**
+ * Device sign-in (RFC 8628) for editors and CLIs: the device asks for a code and polls; the
+ * person opens the hosted page at `verification_uri`, signs in (or is already signed in there),
+ * sees which application asks, and approves or denies.
+ */
+export function registerDeviceRoutes(app: App, deps: Deps): void {
+  const secure = new URL(deps.config.publicUrl).protocol === 'https:';
+  const origin = new URL(deps.config.publicUrl).origin;
+  const cookie = { httpOnly: true, secure, path: '/device' } as const;
+
+  app.post(
+    '/api/auth/device/code',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags: ['device'],
+        summary: 'RFC 8628 device authorization request: a device code to poll with and a code for the person',
+        body: Type.Object(
+          {
+            client_id: Type.Optional(
+              Type.String({
+                minLength: 1,
+                maxLength: 64,
+                description: 'Which application asks, shown on the approval page',
+              }),
+            ),
+            scope: Type.Optional(Type.String({ maxLength: 256 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            device_code: Type.String(),
+            user_code: Type.String(),
+            verification_uri: Type.String(),
+            verification_uri_complete: Type.String(),
+            expires_in: Type.Integer(),
+            interval: Type.Integer(),
+          }),
+          ...errors(400, 429),
+        },
+      },
+    },
+    async (request) => {
+      const tenant = await publicTenant(deps, request);
+      try {
+        await limitersOf(deps).issues.consume(request.ip ?? '-');
+      } catch {
+        throw new AppError('rate_limited', 'Too many device codes requested from this address; wait a few minutes');
+      }
+      return issueDeviceCode(deps, tenant, request.body.client_id ?? 'An application');
+    },
+  );
+
+  app.post(
+    '/api/auth/device/token',
+    {
+      config: { auth: 'public' },
+      schema: {
+        tags: ['device'],
+        summary:
+          'RFC 8628 device access token request: authorization_pending, slow_down, expired_token, access_denied, or the tokens',
+        body: Type.Object({
+          grant_type: Type.Optional(Type.String()),
+          device_code: Type.Optional(Type.String({ maxLength: 256 })),
+          client_id: Type.Optional(Type.String({ maxLength: 64 })),
+        }),
+        response: {
+          200: Type.Object({
+            access_token: Type.String(),
+            token_type: Type.String(),
+            expires_in: Type.Integer(),
+            refresh_token: Type.String(),
+            user: Type.Ref(User),
+          }),
+          400: DeviceError,
+        },
+      },
+    },
+    async (request, reply) => {
+      const { grant_type: grantType, device_code: deviceCode } = request.body;
+      try {
+        if (grantType !== undefined && grantType !== GRANT_TYPE) {
+          throw new DeviceGrantError('unsupported_grant_type', `grant_type must be ${GRANT_TYPE}`);
+        }
+        if (!deviceCode) throw new DeviceGrantError('invalid_request', 'device_code is required');
+        return await pollDeviceToken(deps, deviceCode, clientInfo(request));
+      } catch (error) {
+        if (!(error instanceof DeviceGrantError)) throw error;
+        return reply
+          .status(400)
+          .header('cache-control', 'no-store')
+          .send({ error: error.error, error_description: error.description });
+      }
+    },
+  );
+
+  /** The CSRF token of this browser (double-submit: a SameSite=Strict cookie and a form field). */
+  const csrfOf = (request: FastifyRequest, reply: FastifyReply): string => {
+    const existing = request.cookies[CSRF_COOKIE];
+    if (existing && /^[A-Za-z0-9_-]{43}$/.test(existing)) return existing;
+    const token = randomBytes(32).toString('base64url');
+    reply.setCookie(CSRF_COOKIE, token, { ...cookie, sameSite: 'strict' });
+    return token;
+  };
+
+  /** OWASP's CSRF defences for the page's forms: the same origin when the browser says, and the double-submitted token. */
+  const checkForm = (request: FastifyRequest): boolean => {
+    const sentOrigin = request.headers.origin;
+    if (sentOrigin !== undefined && sentOrigin !== origin) return false;
+    const field = (request.body as { csrf?: unknown } | undefined)?.csrf;
+    const stored = request.cookies[CSRF_COOKIE];
+    if (typeof field !== 'string' || !stored || field.length !== stored.length) return false;
+    return timingSafeEqual(Buffer.from(field), Buffer.from(stored));
+  };
+
+  const pageSession = (request: FastifyRequest): PageSession | null => {
+    const sealed = request.cookies[SESSION_COOKIE];
+    if (!sealed) return null;
+    try {
+      const session = JSON.parse(deps.masterKey.open(sealed, 'device-page').toString('utf8')) as PageSession;
+      return session.expiresAt > deps.clock.now() ? session : null;
+    } catch {
+      return null;
+    }
+  };
+
+  const signedInUser = async (session: PageSession | null) =>
+    session ? await findUser(deps.db.kysely, session.tenantId, session.userId) : undefined;
+
+  const FormBody = Type.Object({
+    csrf: Type.Optional(Type.String({ maxLength: 128 })),
+    user_code: Type.Optional(Type.String({ maxLength: 32 })),
+    email: Type.Optional(Type.String({ maxLength: 320 })),
+    password: Type.Optional(Type.String({ maxLength: 1024 })),
+    decision: Type.Optional(Type.String({ maxLength: 16 })),
+  });
+  const page = { tags: ['device'], hide: true } as const;
+
+  app.get(
+    '/device',
+    {
+      config: { auth: 'public' },
+      schema: { ...page, querystring: Type.Object({ user_code: Type.Optional(Type.String({ maxLength: 32 })) }) },
+    },
+    async (request, reply) => {
+      const csrf = csrfOf(request, reply);
+      const user = await signedInUser(pageSession(request));
+      return sendPage(
+        reply,
+        200,
+        'Sign in on your device',
+        codeForm(csrf, request.query.user_code ?? '', user?.email ?? null),
+      );
+    },
+  );
+
+  app.post('/device', { config: { auth: 'public' }, schema: { ...page, body: FormBody } }, async (request, reply) => {
+    const csrf = csrfOf(request, reply);
+    const { user_code: code = '', email, password } = request.body;
+    const session = pageSession(request);
+    const again = (status: number, error: string, user?: { email: string } | null) =>
+      sendPage(reply, status, 'Sign in on your device', codeForm(csrf, code, user?.email ?? null), error);
+    if (!checkForm(request)) return again(403, 'This form expired or came from another site; try again.');
+    const { guesses } = limitersOf(deps);
+    const ip = request.ip ?? '-';
+    const seen = await guesses.get(ip);
+    if (seen && seen.consumedPoints >= GUESSES.points) {
+      return again(429, 'Too many wrong codes from this address; wait a few minutes and try again.');
+    }
+    const row = await findPendingByUserCode(deps, code);
+    if (!row) {
+      await guesses.consume(ip).catch(() => undefined);
+      return again(400, 'That code is not valid, or it expired. Check the code on your device.');
+    }
+    let user = await signedInUser(session?.tenantId === row.tenant_id ? session : null);
+    if (email || password) {
+      const tenant = await getTenant(deps, row.tenant_id);
+      if (!tenant) return again(400, 'That code is not valid, or it expired. Check the code on your device.');
+      try {
+        user = (await verifySignIn(deps, tenant, { email: email ?? '', password: password ?? '' }, clientInfo(request)))
+          .user;
+      } catch (error) {
+        if (!(error instanceof AppError)) throw error;
+        return again(error.status, error.message);
+      }
+      reply.setCookie(
+        SESSION_COOKIE,
+        deps.masterKey.seal(
+          JSON.stringify({ tenantId: tenant.id, userId: user.id, expiresAt: deps.clock.now() + PAGE_SESSION_MS }),
+          'device-page',
+        ),
+        { ...cookie, sameSite: 'lax', maxAge: PAGE_SESSION_MS / 1000 },
+      );
+    }
+    if (!user || user.disabled_at !== null) return again(401, 'Sign in with your email and password to approve.');
+    const tenant = await getTenant(deps, row.tenant_id);
+    return sendPage(
+      reply,
+      200,
+      'Approve this sign-in?',
+      confirmForm(csrf, formatUserCode(row.user_code), row.client_id, user.email, tenant?.name ?? ''),
+    );
+  });
+
+  app.post(
+    '/device/decision',
+    { config: { auth: 'public' }, schema: { ...page, body: FormBody } },
+    async (request, reply) => {
+      const csrf = csrfOf(request, reply);
+      const { user_code: code = '', decision } = request.body;
+      const restart = (status: number, error: string) =>
+        sendPage(reply, status, 'Sign in on your device', codeForm(csrf, code, null), error);
+      if (!checkForm(request)) return restart(403, 'This form expired or came from another site; try again.');
+      if (decision !== 'approve' && decision !== 'deny') return restart(400, 'Choose Approve or Deny.');
+      const row = await findPendingByUserCode(deps, code);
+      if (!row) return restart(400, 'That code is not valid, or it expired. Start again on your device.');
+      const session = pageSession(request);
+      const user = await signedInUser(session?.tenantId === row.tenant_id ? session : null);
+      if (!user || user.disabled_at !== null) return restart(401, 'Sign in again to approve.');
+      try {
+        await decideDevice(deps, row, user.id, decision, clientInfo(request));
+      } catch (error) {
+        if (error instanceof AppError) return restart(error.status, error.message);
+        throw error;
+      }
+      return decision === 'approve'
+        ? sendPage(reply, 200, 'Approved', '<p>You can go back to your device now.</p>')
+        : sendPage(reply, 200, 'Denied', '<p>The device was not signed in. You can close this page.</p>');
+    },
+  );
+}
