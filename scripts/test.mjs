@@ -1,10 +1,10 @@
-// Runs every *.test.ts under server/ (and later workspaces) with node:test through tsx.
+// Runs every *.test.ts under server/ and sdk/ with node:test through tsx.
 // Node 20's --test does not expand globs, so the files are listed here.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const roots = ['server/src', 'server/test'];
+const roots = ['server/src', 'server/test', 'sdk/test'];
 const files = roots.flatMap((root) =>
   readdirSync(root, { recursive: true })
     .map(String)

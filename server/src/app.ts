@@ -68,6 +68,8 @@ export async function buildApp(deps: Deps) {
   await app.register(cookie);
   await app.register(fastifySSE);
   await app.register(swagger, {
+    // Shared schemas keep their $id as their name in components (User, Plan, …), not def-N.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
     openapi: {
       openapi: '3.1.0',
       info: {

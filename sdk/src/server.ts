@@ -1,0 +1,173 @@
+import { createRemoteJWKSet, customFetch, type JWTPayload, jwtVerify } from 'jose';
+import { LRUCache } from 'lru-cache';
+import { AuthenticationError, GatehouseError } from './errors.js';
+
+export { AuthenticationError, GatehouseError } from './errors.js';
+
+/** Who called the app's backend, as Gatehouse vouches for it. */
+export interface GatehousePrincipal {
+  userId: string;
+  /** The tenant (from the access token; for API keys, the verifier's). */
+  tenantId: string | null;
+  via: 'access_token' | 'api_key';
+  sessionId: string | null;
+  apiKeyId: string | null;
+  scopes: string[];
+  /** Epoch ms when the credential stops being good (null: no expiry). */
+  expiresAt: number | null;
+}
+
+export interface VerifierOptions {
+  /** Gatehouse's public URL: its tokens' issuer, and where its JWKS and verify endpoint are. */
+  baseUrl: string;
+  /** A tenant service key (gsk_…): needed to verify API keys (POST /api/keys/verify). */
+  serviceKey?: string;
+  /** The tokens' issuer: Gatehouse's PUBLIC_URL (default: `baseUrl`, when the app reaches it at that URL). */
+  issuer?: string;
+  /** Accept access tokens of this tenant only (their `aud`); any tenant when omitted. */
+  tenantId?: string;
+  /** How long a verified API key is trusted before asking again (default 10 s; 0: every time). */
+  apiKeyCacheMs?: number;
+  fetch?: typeof fetch;
+}
+
+/**
+ * The counterpart of seed 002's `Depends(get_current_user)` for an app's own backend: verifies
+ * Gatehouse access tokens offline against its JWKS (fetched once, cached, and fetched again when a
+ * token names a key it has not seen: key rotation), and API keys through the verify endpoint,
+ * with a short cache.
+ */
+export function createVerifier(options: VerifierOptions) {
+  const baseUrl = options.baseUrl.replace(/\/+$/, '');
+  const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const jwks = createRemoteJWKSet(new URL(`${baseUrl}/.well-known/jwks.json`), {
+    cacheMaxAge: 10 * 60_000,
+    cooldownDuration: 30_000,
+    [customFetch]: (url, init) => fetchImpl(url, init as RequestInit),
+  });
+  const ttl = options.apiKeyCacheMs ?? 10_000;
+  const keys = new LRUCache<string, GatehousePrincipal | GatehouseError>({ max: 10_000, ttl: Math.max(ttl, 1) });
+
+  async function verifyAccessToken(token: string): Promise<GatehousePrincipal> {
+    let payload: JWTPayload & { tid?: string; sid?: string };
+    try {
+      ({ payload } = await jwtVerify(token, jwks, {
+        issuer: (options.issuer ?? baseUrl).replace(/\/+$/, ''),
+        algorithms: ['ES256'],
+        ...(options.tenantId && { audience: options.tenantId }),
+      }));
+    } catch (error) {
+      throw new AuthenticationError(`The access token is not valid: ${(error as Error).message}`, 'invalid_token', 401);
+    }
+    if (!payload.sub || !payload.tid)
+      throw new AuthenticationError('The access token lacks sub or tid', 'invalid_token', 401);
+    return {
+      userId: payload.sub,
+      tenantId: payload.tid,
+      via: 'access_token',
+      sessionId: payload.sid ?? null,
+      apiKeyId: null,
+      scopes: [],
+      expiresAt: payload.exp ? payload.exp * 1000 : null,
+    };
+  }
+
+  async function verifyApiKey(key: string): Promise<GatehousePrincipal> {
+    if (!options.serviceKey) throw new Error('createVerifier needs serviceKey to verify API keys');
+    const cached = ttl > 0 ? keys.get(key) : undefined;
+    if (cached instanceof GatehouseError) throw cached;
+    if (cached) return cached;
+    const response = await fetchImpl(`${baseUrl}/api/keys/verify`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${options.serviceKey}` },
+      body: JSON.stringify({ key }),
+    });
+    if (!response.ok) throw await GatehouseError.fromResponse(response);
+    const answer = (await response.json()) as {
+      valid: boolean;
+      code: string;
+      key_id: string | null;
+      user_id: string | null;
+      scopes: string[];
+      expires_at: string | null;
+    };
+    const result =
+      answer.valid && answer.user_id
+        ? {
+            userId: answer.user_id,
+            tenantId: options.tenantId ?? null,
+            via: 'api_key' as const,
+            sessionId: null,
+            apiKeyId: answer.key_id,
+            scopes: answer.scopes,
+            expiresAt: answer.expires_at ? Date.parse(answer.expires_at) : null,
+          }
+        : new AuthenticationError(`The API key is not valid (${answer.code})`, answer.code.toLowerCase(), 401);
+    if (ttl > 0) keys.set(key, result);
+    if (result instanceof GatehouseError) throw result;
+    return result;
+  }
+
+  /** From an Authorization header: "Bearer gk_…" is an API key, any other bearer token an access token. */
+  async function verify(authorization: string | undefined): Promise<GatehousePrincipal> {
+    const match = /^Bearer +(\S+) *$/i.exec(authorization ?? '');
+    if (!match)
+      throw new AuthenticationError('Send Authorization: Bearer <access token or API key>', 'unauthorized', 401);
+    return match[1].startsWith('gk_') ? verifyApiKey(match[1]) : verifyAccessToken(match[1]);
+  }
+
+  return { verify, verifyAccessToken, verifyApiKey };
+}
+
+export type Verifier = ReturnType<typeof createVerifier>;
+
+function problem(error: unknown) {
+  const known = error instanceof GatehouseError;
+  return {
+    status: known ? error.status : 500,
+    body: {
+      error: {
+        code: known ? error.code : 'internal_error',
+        message: known ? error.message : 'Could not verify the caller',
+      },
+    },
+  };
+}
+
+/**
+ * Fastify: `app.addHook('preHandler', gatehouseFastify(verifier))` puts the caller on
+ * `request.gatehouse`, or answers 401 with Gatehouse's error body.
+ */
+export function gatehouseFastify(verifier: Verifier) {
+  return async (
+    request: { headers: Record<string, string | string[] | undefined>; gatehouse?: GatehousePrincipal },
+    reply: { code(status: number): { send(body: unknown): unknown } },
+  ) => {
+    try {
+      request.gatehouse = await verifier.verify(request.headers.authorization as string | undefined);
+    } catch (error) {
+      const { status, body } = problem(error);
+      return reply.code(status).send(body);
+    }
+  };
+}
+
+/** Express: `app.use(gatehouseExpress(verifier))` puts the caller on `req.gatehouse`, or answers 401. */
+export function gatehouseExpress(verifier: Verifier) {
+  return (
+    req: { headers: Record<string, string | string[] | undefined>; gatehouse?: GatehousePrincipal },
+    res: { status(code: number): { json(body: unknown): unknown } },
+    next: (error?: unknown) => void,
+  ) => {
+    verifier.verify(req.headers.authorization as string | undefined).then(
+      (principal) => {
+        req.gatehouse = principal;
+        next();
+      },
+      (error: unknown) => {
+        const { status, body } = problem(error);
+        res.status(status).json(body);
+      },
+    );
+  };
+}
