@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const roots = ['server/src', 'server/test', 'sdk/test'];
+const roots = ['server/src', 'server/test', 'sdk/test', 'vscode-extension/test'];
 const files = roots.flatMap((root) =>
   readdirSync(root, { recursive: true })
     .map(String)
@@ -17,7 +17,7 @@ if (selected.length === 0) {
   process.stderr.write('no test files found\n');
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...selected], {
-  stdio: 'inherit',
-});
+// gatehouse-source: workspaces import @gatehouse/sdk from its sources, so tests need no build first.
+const args = ['--conditions=gatehouse-source', '--import', 'tsx', '--test', '--test-reporter=spec', ...selected];
+const result = spawnSync(process.execPath, args, { stdio: 'inherit' });
 process.exit(result.status ?? 1);

@@ -147,10 +147,16 @@ export class RealtimeConnection {
       this.pending.clear();
       if (this.closedByUser) return this.finish(code, reason);
       if (FINAL.has(reason)) return this.finish(code, reason);
-      // token_expired, a dropped network, a restarting server: come back and resume.
       const { baseDelayMs = 500, maxDelayMs = 15_000 } = this.options.reconnect ?? {};
       const delay = Math.random() * Math.min(maxDelayMs, baseDelayMs * 2 ** this.attempt++);
-      setTimeout(() => void this.connect(), delay);
+      const again = () => setTimeout(() => void this.connect(), delay);
+      // The token was refused or ran out: come back with a fresh one, or stop if there is none.
+      if (reason === 'invalid_token' || reason === 'token_expired') {
+        this.refresh().then(again, (error: Error) => this.finish(code, reason, error));
+        return;
+      }
+      // A dropped network, a restarting server: come back and resume.
+      again();
     };
   }
 
