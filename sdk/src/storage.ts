@@ -46,7 +46,9 @@ export function browserStorage(key = 'gatehouse.tokens', storage: Storage = glob
 
 /** In a JSON file readable by its owner only (0600), for CLIs and scripts on Node. */
 export function fileStorage(path: string): TokenStorage {
-  const fs = import('node:fs/promises');
+  // A specifier bundlers do not follow: browser bundles of the SDK must not need node:fs.
+  const specifier = 'node:fs/promises';
+  const fs = import(specifier) as Promise<typeof import('node:fs/promises')>;
   return {
     async get() {
       try {
