@@ -3,7 +3,7 @@ import { AppError, invalidField } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
 import { type ChatRequest, startCall, usd } from '../llm/chat.service.js';
 import { relayStream } from '../llm/chat.stream.js';
-import { errorMessage, type FeedConnection, outMessage } from './hub.js';
+import { errorMessage, type FeedConnection, outMessage } from './connection.js';
 
 /** LLM calls one connection may have running at once. */
 const MAX_IN_FLIGHT = 4;

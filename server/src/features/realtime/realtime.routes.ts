@@ -10,7 +10,8 @@ import { type App, errors } from '../../http/schemas.js';
 import { actingTenant } from '../../http/tenant.js';
 import { findUser } from '../accounts/accounts.repo.js';
 import type { TaskUpdate } from './bus.js';
-import { CLOSE, errorMessage, FeedConnection, Hub, type OutMessage, outMessage } from './hub.js';
+import { CLOSE, errorMessage, FeedConnection, type OutMessage, outMessage } from './connection.js';
+import { Hub } from './hub.js';
 import { handleRequest } from './realtime.llm.js';
 
 /** The subprotocol a client offers (and the server picks) next to its `gatehouse.bearer.<token>`. */
