@@ -42,13 +42,7 @@ export interface Relayed {
  * (or never says [DONE]) is settled as `interrupted` with what was used so far; a client that
  * went away aborts the provider call and is charged the same way, as `cancelled`.
  */
-export async function relayStream(
-  deps: Deps,
-  call: Call,
-  body: ChatRequest,
-  sink: StreamSink,
-  clientGone: AbortSignal,
-): Promise<Relayed> {
+export async function relayStream(deps: Deps, call: Call, sink: StreamSink, clientGone: AbortSignal): Promise<Relayed> {
   const { key, response, promptEstimate, settle } = call;
   let text = '';
   let usage: UpstreamUsage | undefined;
@@ -163,7 +157,6 @@ export async function streamChatCompletion(
   const relayed = await relayStream(
     deps,
     call,
-    body,
     {
       event: (data) => send(data),
       drained: (signal) => (out.destroyed ? Promise.resolve() : once(out, 'drain', { signal })),

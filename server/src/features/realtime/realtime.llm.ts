@@ -99,7 +99,6 @@ async function complete(
   const relayed = await relayStream(
     deps,
     call,
-    body,
     {
       event(_data, chunk) {
         const delta = chunk?.choices?.[0]?.delta?.content;
