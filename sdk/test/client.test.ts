@@ -187,6 +187,27 @@ describe('@gatehouse/sdk client', () => {
     assert.equal(new Set(events.map((e) => e.id)).size, events.length, 'no event twice');
     feed.close();
   });
+  it('realtime: renews its token on a live socket when the server asks, and keeps running past the old expiry', async (ctx) => {
+    const t = await h.tenant();
+    const counting = countingFetch();
+    const client = createClient({ baseUrl, tenant: t.publishableKey, fetch: counting.fetchImpl });
+    await client.auth.register({ email: 'renew@example.com', password: 'correct horse battery staple' });
+    h.clockFor(ctx)(15 * 60_000 - 2_000); // for the server, the access token has 2 seconds left
+    const feed = client.realtime.connect({ WebSocket: WebSocket as unknown as WebSocketConstructor });
+    const closed: string[] = [];
+    const events: FeedEvent[] = [];
+    let opens = 0;
+    feed.on('close', ({ reason }) => closed.push(reason));
+    feed.on('event', (event) => events.push(event));
+    feed.on('open', () => opens++);
+    await until(() => counting.count('POST /api/auth/refresh') === 1);
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    assert.deepEqual(closed, [], 'still open after the old token expired');
+    assert.equal(opens, 1, 'renewed on the same socket, not by reconnecting');
+    await client.keys.create({ name: 'after-renewal' });
+    await until(() => events.some((e) => e.data.name === 'after-renewal'));
+    feed.close();
+  });
 });
 
 async function until(check: () => boolean, timeoutMs = 5_000) {
