@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
-import { createHarness, type Harness } from '../../server/test/harness.js';
+import { createHarness, type Harness, listen } from '../../server/test/harness.js';
 
 /** Debian's chromium (apt-get install chromium; .ci/run installs it when missing). */
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
@@ -18,8 +18,7 @@ let pageOrigin: string;
 let gatehouseUrl: string;
 before(async () => {
   h = await createHarness();
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
-  gatehouseUrl = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+  gatehouseUrl = await listen(h.app);
   // The SDK as a browser bundle, served by a page on another origin (so CORS is exercised too).
   const bundle = await build({
     entryPoints: [join(dirname(fileURLToPath(import.meta.url)), '../src/index.ts')],

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { type FakeLlm, startFakeLlm } from '../../server/test/fake-llm.js';
-import { createHarness, type Harness } from '../../server/test/harness.js';
+import { createHarness, type Harness, listen } from '../../server/test/harness.js';
 import {
   AuthenticationError,
   createClient,
@@ -21,8 +21,7 @@ let llm: FakeLlm;
 before(async () => {
   h = await createHarness({ OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8' });
   llm = await startFakeLlm();
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
-  baseUrl = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+  baseUrl = await listen(h.app);
 });
 after(async () => {
   await h.close();

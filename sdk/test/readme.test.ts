@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createHarness, type Harness } from '../../server/test/harness.js';
+import { createHarness, type Harness, listen } from '../../server/test/harness.js';
 
 const sdkDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const blocks = [...readFileSync(join(sdkDir, 'README.md'), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
@@ -14,12 +13,12 @@ let h: Harness;
 let env: NodeJS.ProcessEnv;
 before(async () => {
   h = await createHarness();
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
+  const url = await listen(h.app);
   const t = await h.tenant();
   const user = await t.user();
   env = {
     ...process.env,
-    GATEHOUSE_URL: `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`,
+    GATEHOUSE_URL: url,
     GATEHOUSE_ISSUER: 'http://gatehouse.test',
     GATEHOUSE_TENANT: t.publishableKey,
     GATEHOUSE_EMAIL: user.email,

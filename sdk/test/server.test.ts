@@ -3,15 +3,14 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import express from 'express';
 import Fastify from 'fastify';
-import { createHarness, type Harness } from '../../server/test/harness.js';
+import { createHarness, type Harness, listen } from '../../server/test/harness.js';
 import { AuthenticationError, createVerifier, gatehouseExpress, gatehouseFastify } from '../src/server.js';
 
 let h: Harness;
 let baseUrl: string;
 before(async () => {
   h = await createHarness();
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
-  baseUrl = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+  baseUrl = await listen(h.app);
 });
 after(() => h.close());
 

@@ -123,6 +123,12 @@ function requester(app: GatehouseApp) {
 
 export const STRONG_PASSWORD = 'correct horse battery staple';
 
+/** Starts `app` on a free loopback port (for clients that need a real socket); returns its base URL. */
+export async function listen(app: GatehouseApp): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return `http://127.0.0.1:${(app.server.address() as import('node:net').AddressInfo).port}`;
+}
+
 /** The fields a 400 names (`error.details.fields[].field`). */
 export function fieldsOf(res: TestResponse): string[] {
   return (res.body?.error?.details?.fields ?? []).map((f: { field: string }) => f.field);

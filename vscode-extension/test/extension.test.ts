@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type * as VscodeApi from 'vscode';
+import { approveDevice } from '../../server/test/device-page.js';
 import { type FakeLlm, startFakeLlm } from '../../server/test/fake-llm.js';
-import { createHarness, type Harness, type TestTenant, type TestUser } from '../../server/test/harness.js';
+import { createHarness, type Harness, listen, type TestTenant, type TestUser } from '../../server/test/harness.js';
 import { type AuthManager, activateWith } from '../src/main.js';
 
 let h: Harness;
@@ -16,43 +16,12 @@ let baseUrl: string;
 before(async () => {
   h = await createHarness({ OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8' });
   llm = await startFakeLlm();
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
-  baseUrl = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+  baseUrl = await listen(h.app);
 });
 after(async () => {
   await h.close();
   await llm.close();
 });
-
-/** Approves a device sign-in as the person would on the hosted page (cookies, CSRF field, both steps). */
-async function approveInBrowser(url: string, user: TestUser) {
-  const jar: string[] = [];
-  let csrf = '';
-  const keep = (res: Awaited<ReturnType<Harness['request']>>) => {
-    for (const line of [res.headers['set-cookie'] ?? []].flat()) jar.push(String(line).split(';')[0]);
-    csrf = /name="csrf" value="([^"]+)"/.exec(res.text)?.[1] ?? csrf;
-    return res;
-  };
-  const page = new URL(url);
-  const code = page.searchParams.get('user_code') ?? '';
-  keep(await h.request({ method: 'GET', url: `${page.pathname}${page.search}` }));
-  const headers = () => ({ cookie: jar.join('; ') });
-  keep(
-    await h.request({
-      method: 'POST',
-      url: '/device',
-      headers: headers(),
-      form: { csrf, user_code: code, email: user.email, password: user.password },
-    }),
-  );
-  const decided = await h.request({
-    method: 'POST',
-    url: '/device/decision',
-    headers: headers(),
-    form: { csrf, user_code: code, decision: 'approve' },
-  });
-  assert.match(decided.text, /Approved/);
-}
 
 /** A small stand-in for the `vscode` module: records what the extension shows and answers as told. */
 function standIn(t: TestTenant, person: TestUser, secrets: Map<string, string>) {
@@ -67,7 +36,7 @@ function standIn(t: TestTenant, person: TestUser, secrets: Map<string, string>) 
     Uri: { parse: (value: string) => ({ toString: () => value }) },
     env: {
       openExternal: async (uri: { toString(): string }) => {
-        await approveInBrowser(uri.toString(), person);
+        await approveDevice(h, uri.toString(), person);
         return true;
       },
     },

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createHarness, type Harness, type TestResponse, type TestTenant } from '../../../test/harness.js';
+import { pageBrowser } from '../../../test/device-page.js';
+import { createHarness, type Harness, type TestTenant } from '../../../test/harness.js';
 
 let h: Harness;
 before(async () => {
@@ -9,36 +10,6 @@ before(async () => {
 after(() => h.close());
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
-
-/** A browser on the hosted page: keeps its cookies and the CSRF field of the last page. */
-function browser(ip = '127.0.0.1') {
-  const jar = new Map<string, string>();
-  let csrf = '';
-  const keep = (res: TestResponse) => {
-    for (const line of [res.headers['set-cookie'] ?? []].flat()) {
-      const [pair] = String(line).split(';');
-      const [name, ...value] = pair.split('=');
-      jar.set(name, value.join('='));
-    }
-    csrf = /name="csrf" value="([^"]+)"/.exec(res.text)?.[1] ?? csrf;
-    return res;
-  };
-  const cookie = () => [...jar].map(([name, value]) => `${name}=${value}`).join('; ');
-  return {
-    get: async (url: string) => keep(await h.request({ method: 'GET', url, ip, headers: { cookie: cookie() } })),
-    post: async (url: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
-      keep(
-        await h.request({
-          method: 'POST',
-          url,
-          ip,
-          form: { csrf, ...form },
-          headers: { cookie: cookie(), ...headers },
-        }),
-      ),
-    forget: () => jar.clear(),
-  };
-}
 
 async function start(t: TestTenant, clientId = 'VS Code') {
   const res = await h.request({
@@ -70,7 +41,7 @@ describe('device sign-in (RFC 8628)', () => {
     h.clockFor(ctx)(11_000); // the interval is now 10 s
     assert.equal((await poll(code.device_code)).body.error, 'authorization_pending');
 
-    const b = browser();
+    const b = pageBrowser(h);
     const form = await b.get(`/device?user_code=${code.user_code}`);
     assert.equal(form.status, 200);
     assert.match(String(form.headers['content-type']), /text\/html/);
@@ -114,7 +85,7 @@ describe('device sign-in (RFC 8628)', () => {
     const t = await h.tenant();
     const user = await t.user();
     const denied = await start(t);
-    const b = browser();
+    const b = pageBrowser(h);
     await b.get('/device');
     await b.post('/device', { user_code: denied.user_code, email: user.email, password: user.password });
     assert.match((await b.post('/device/decision', { user_code: denied.user_code, decision: 'deny' })).text, /Denied/);
@@ -141,7 +112,7 @@ describe('device sign-in (RFC 8628)', () => {
     const t = await h.tenant();
     const user = await t.user();
     const code = await start(t);
-    const b = browser('203.0.113.7');
+    const b = pageBrowser(h, '203.0.113.7');
     await b.get('/device');
     const forged = await h.request({
       method: 'POST',
@@ -160,7 +131,7 @@ describe('device sign-in (RFC 8628)', () => {
     for (let i = 0; i < 10; i++) assert.equal((await b.post('/device', { user_code: 'BBBB-BBBB' })).status, 400);
     const blocked = await b.post('/device', { user_code: code.user_code, email: user.email, password: user.password });
     assert.equal(blocked.status, 429, 'even the right code is not looked up while the address is blocked');
-    const elsewhere = browser('198.51.100.9');
+    const elsewhere = pageBrowser(h, '198.51.100.9');
     await elsewhere.get('/device');
     const fine = await elsewhere.post('/device', {
       user_code: code.user_code,

@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
-import { createHarness, fieldsOf, type Harness, type TestTenant, type TestUser } from '../../../test/harness.js';
+import {
+  createHarness,
+  fieldsOf,
+  type Harness,
+  listen,
+  type TestTenant,
+  type TestUser,
+} from '../../../test/harness.js';
 
 const SHARED_KEY = 'sk-shared-provider-key-never-leaves';
 
@@ -16,8 +22,7 @@ before(async () => {
   h = await createHarness({ OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8' });
   [primary, backup] = await Promise.all([startFakeLlm(), startFakeLlm()]);
   // The official SDK needs a real socket.
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
-  baseURL = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}/api/llm/v1`;
+  baseURL = `${await listen(h.app)}/api/llm/v1`;
 });
 after(async () => {
   await h.close();

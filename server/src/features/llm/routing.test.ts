@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
-import { createHarness, fieldsOf, type Harness, type TestTenant, type TestUser } from '../../../test/harness.js';
+import {
+  createHarness,
+  fieldsOf,
+  type Harness,
+  listen,
+  type TestTenant,
+  type TestUser,
+} from '../../../test/harness.js';
 
 // Routing table, prices, plan allow-lists, circuit breakers, timeouts, the outbound address
 // policy and the response cache, against real local upstreams and the official openai SDK.
@@ -21,8 +27,7 @@ before(async () => {
     LLM_UPSTREAM_TIMEOUT: '500ms',
   });
   [primary, backup] = await Promise.all([startFakeLlm(), startFakeLlm()]);
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
-  baseURL = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}/api/llm/v1`;
+  baseURL = `${await listen(h.app)}/api/llm/v1`;
 });
 after(async () => {
   await h.close();

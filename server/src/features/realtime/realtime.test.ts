@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { type AddressInfo, connect } from 'node:net';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
 import { connectFeed, eventOf, type FeedClient } from '../../../test/feed-client.js';
-import { createHarness, type Harness, type Instance, type TestUser } from '../../../test/harness.js';
+import { createHarness, type Harness, listen, type TestUser } from '../../../test/harness.js';
 
 let h: Harness;
 let llm: FakeLlm;
@@ -12,18 +12,13 @@ const open: FeedClient[] = [];
 before(async () => {
   h = await createHarness({ OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8', REALTIME_AUTH_TIMEOUT: '300ms' });
   llm = await startFakeLlm();
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
-  baseUrl = urlOf(h.app);
+  baseUrl = await listen(h.app);
 });
 after(async () => {
   for (const client of open) client.close();
   await h.close();
   await llm.close();
 });
-
-function urlOf(app: Instance['app']): string {
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-}
 
 /** A feed client authenticated with its first message; resolves with it and the `auth` answer. */
 async function feed(token: string, options: { offset?: string; url?: string } = {}) {
@@ -98,7 +93,7 @@ describe('GET /api/realtime (WebSocket)', () => {
   it('refuses upgrades to other paths and malformed ones, and keeps serving', async () => {
     const raw = (path: string) =>
       new Promise<string>((resolve, reject) => {
-        const socket = connect((h.app.server.address() as AddressInfo).port, '127.0.0.1', () =>
+        const socket = connect(Number(new URL(baseUrl).port), '127.0.0.1', () =>
           socket.write(
             `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
           ),
@@ -396,7 +391,6 @@ describe('realtime across instances', () => {
     const pg = await createHarness({ REALTIME_BROKER: 'postgres', DATABASE_URL: process.env.TEST_DATABASE_URL });
     try {
       assert.equal(pg.deps.realtime.kind, 'postgres');
-      await pg.app.listen({ port: 0, host: '127.0.0.1' });
       await crossInstance(pg);
     } finally {
       await pg.close();
@@ -407,10 +401,10 @@ describe('realtime across instances', () => {
 /** A socket on a second instance receives an event caused through the first, and its revocation closes it. */
 async function crossInstance(harness: Harness) {
   const second = await harness.secondInstance();
-  await second.app.listen({ port: 0, host: '127.0.0.1' });
+  const secondUrl = await listen(second.app);
   const t = await harness.tenant();
   const user = await t.user();
-  const client = await connectFeed(urlOf(second.app));
+  const client = await connectFeed(secondUrl);
   open.push(client);
   client.send({ type: 'auth', data: { token: user.accessToken } });
   const auth = await client.next((m) => m.type === 'auth');
