@@ -265,8 +265,9 @@ describe('streaming (stream: true) through the openai SDK', () => {
     } catch {}
     for (let i = 0; i < 100 && primary.aborted === abortedBefore; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(primary.aborted, abortedBefore + 1, 'the provider saw its request aborted');
+    // The settlement runs after the client is gone; its usage record follows the charge (write-behind).
     let usage = await usageOf(user);
-    for (let i = 0; i < 100 && usage.tokens_reserved !== 0; i++) {
+    for (let i = 0; i < 100 && (usage.tokens_reserved !== 0 || usage.totals.errors !== 1); i++) {
       await new Promise((r) => setTimeout(r, 20));
       usage = await usageOf(user);
     }

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { transaction } from '../../db/index.js';
+import { afterCommit, transaction } from '../../db/index.js';
 import type { Database, UsageKind } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
@@ -310,9 +310,10 @@ export async function settleReservation(deps: Deps, owner: BudgetOwner, id: stri
       row = await addToBudget(trx, key, { reserved: 0, used: charged, limit: null, now });
     }
     await checkExhausted(trx, deps, owner, row);
+    // Queued the moment the charge commits, so a reader rarely sees the charge without its record.
+    afterCommit(trx, () => recordUsage(deps, owner, usage));
     return { key, row };
   });
-  recordUsage(deps, owner, usage);
   forgetBudget(deps, key);
   return budgetAfter(deps, owner, row, now);
 }
@@ -355,9 +356,9 @@ export async function chargeTokens(
     const taken = await takeFromBudget(trx, deps, owner, period, { reserved: 0, used: tokens });
     if (!taken) return undefined;
     await checkExhausted(trx, deps, owner, taken);
+    afterCommit(trx, () => recordUsage(deps, owner, usage));
     return taken;
   });
-  if (row) recordUsage(deps, owner, usage);
   forgetBudget(deps, key);
   return { charged: row !== undefined, budget: await budgetAfter(deps, owner, row, now) };
 }
