@@ -1,22 +1,25 @@
-import type { Tiktoken } from 'js-tiktoken/lite';
-
 /**
  * Token counts for what the provider did not report, and for a request's worst case before it
- * is sent: js-tiktoken with o200k_base (the GPT-4o family's encoding). For other families it is
- * an estimate; the provider's own usage, when it reports one, is what gets charged. Loaded on
- * first use (the ranks are a few MB), so an instance that never proxies never pays for them.
+ * is sent: gpt-tokenizer with o200k_base (the GPT-4o family's encoding; the same counts as
+ * OpenAI's tiktoken, about ten times faster than js-tiktoken and in half the memory). For other
+ * families it is an estimate; the provider's own usage, when it reports one, is what gets charged.
+ * Loaded on first use (the ranks take tens of MB), so an instance that never proxies never pays for them.
  */
-let encoder: Promise<Tiktoken> | undefined;
+type Count = (text: string) => number;
+let counter: Count | undefined;
+let loading: Promise<Count> | undefined;
 
-function loadEncoder(): Promise<Tiktoken> {
-  encoder ??= Promise.all([import('js-tiktoken/lite'), import('js-tiktoken/ranks/o200k_base')]).then(
-    ([{ Tiktoken }, ranks]) => new Tiktoken(ranks.default),
-  );
-  return encoder;
+function loadCounter(): Count | Promise<Count> {
+  if (counter) return counter;
+  loading ??= import('gpt-tokenizer/encoding/o200k_base').then(({ countTokens }) => {
+    counter = (text) => countTokens(text);
+    return counter;
+  });
+  return loading;
 }
 
 export async function countTokens(text: string): Promise<number> {
-  return (await loadEncoder()).encode(text).length;
+  return (await loadCounter())(text);
 }
 
 interface Message {
@@ -27,16 +30,16 @@ interface Message {
 
 /** Prompt tokens of chat messages, counted the way OpenAI documents (3 per message, 3 to prime the reply). */
 export async function countMessageTokens(messages: Message[]): Promise<number> {
-  const enc = await loadEncoder();
+  const count = await loadCounter();
   let total = 3;
   for (const message of messages) {
     total += 3;
     for (const value of [message.role, message.name, message.content]) {
-      if (typeof value === 'string') total += enc.encode(value).length;
+      if (typeof value === 'string') total += count(value);
       else if (Array.isArray(value)) {
         for (const part of value) {
           if (part && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string') {
-            total += enc.encode((part as { text: string }).text).length;
+            total += count((part as { text: string }).text);
           }
         }
       }
