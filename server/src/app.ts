@@ -157,7 +157,7 @@ function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<v
     for (const timer of timers) clearInterval(timer);
     await webhooks.stop();
     await deps.lastUsed.flush();
-    await flushUsage(deps);
+    await flushUsage(deps, { final: true });
   });
 }
 

@@ -6,6 +6,7 @@ import { createDb, type Db, type DbOptions, sqliteFile } from './db/index.js';
 import { createLastUsedBuffer, type LastUsedBuffer } from './db/last-used.js';
 import { createRealtimeBus, type RealtimeBus } from './features/realtime/bus.js';
 import { createKeyring, type Keyring } from './features/signing-keys/signing-keys.service.js';
+import { type BudgetLeases, createBudgetLeases } from './features/usage/budget-leases.js';
 import { createRequestCounter, type RequestCounter } from './features/usage/request-counter.js';
 import { createIds, type Ids } from './lib/ids.js';
 import { createMasterKey, type MasterKey } from './lib/master-key.js';
@@ -33,6 +34,8 @@ export interface Deps {
   lastUsed: LastUsedBuffer;
   /** Requests counted for the usage rollups, written every few seconds. */
   requestCounts: RequestCounter;
+  /** Slices of users' token budgets this instance holds for LLM calls (ADR 0011). */
+  budgetLeases: BudgetLeases;
   caches: { auth: AuthCache };
   /** HTTP to tenant-chosen addresses (LLM providers), under the outbound address policy. */
   outbound: Outbound;
@@ -97,6 +100,7 @@ export async function createDeps(options: DepsOptions): Promise<Deps> {
     metrics,
     lastUsed: createLastUsedBuffer(db.kysely),
     requestCounts: createRequestCounter(),
+    budgetLeases: createBudgetLeases(),
     caches: {
       auth: createAuthCache(config.authCacheTtlMs),
     },

@@ -19,6 +19,8 @@ export interface FakeLlm {
   calls: { authorization: string | undefined; body: Record<string, unknown> }[];
   /** Queues behaviours for the next requests. */
   next(...behaviours: Behaviour[]): void;
+  /** Forgets behaviours still queued. */
+  reset(): void;
   /** What an `ok` answer reports as usage. */
   usage: { prompt_tokens: number; completion_tokens: number };
   /** Requests whose client (Gatehouse) went away before the answer was complete. */
@@ -117,6 +119,9 @@ export async function startFakeLlm(): Promise<FakeLlm> {
       return fake.aborted;
     },
     next: (...behaviours) => queue.push(...behaviours),
+    reset: () => {
+      queue.length = 0;
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

@@ -13,6 +13,7 @@ export type IdKind =
   | 'aud'
   | 'pln'
   | 'rsv'
+  | 'lse'
   | 'use'
   | 'evt'
   | 'prv'

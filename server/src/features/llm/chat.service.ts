@@ -2,7 +2,8 @@ import type { FastifyReply } from 'fastify';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
-import { type BudgetView, reserveTokens, settleReservation } from '../usage/budget.service.js';
+import type { BudgetView } from '../usage/budget.service.js';
+import { budgetOfHold, type Hold, holdTokens, settleHold } from '../usage/budget-leases.js';
 import {
   applyLimitStates,
   type HeaderSink,
@@ -55,7 +56,7 @@ export function goDuration(seconds: number): string {
 interface Admitted {
   config: GatewayConfig;
   targets: Target[];
-  reservationId: string;
+  hold: Hold;
   promptEstimate: number;
   upstreamBody: ChatRequest;
 }
@@ -92,7 +93,8 @@ export async function admit(
   // Without a limit from the client or the plan, the prompt alone is held and the real use charged at settlement.
   const maxTokens = requested ?? limits.maxTokensPerRequest ?? undefined;
   const promptEstimate = await countMessageTokens(body.messages);
-  const { reservation, budget } = await reserveTokens(deps, principal, promptEstimate + (maxTokens ?? 0));
+  const hold = await holdTokens(deps, principal, promptEstimate + (maxTokens ?? 0));
+  const budget = budgetOfHold(hold);
   if (budget.limit !== null) {
     reply.header('x-ratelimit-limit-tokens', String(budget.limit));
     reply.header('x-ratelimit-remaining-tokens', String(budget.remaining));
@@ -107,7 +109,7 @@ export async function admit(
   if (body.stream === true) {
     upstreamBody.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
   }
-  return { config, targets, reservationId: reservation.id, promptEstimate, upstreamBody };
+  return { config, targets, hold, promptEstimate, upstreamBody };
 }
 
 /** A call that a provider answered (2xx, or its own 4xx), and how to settle it. */
@@ -126,7 +128,7 @@ export interface Settled {
 }
 
 /** Settles an admitted call, pricing what it used by the tenant's price table. */
-function settler(deps: Deps, principal: UserPrincipal, body: ChatRequest, admitted: Admitted, started: number) {
+function settler(deps: Deps, body: ChatRequest, admitted: Admitted, started: number) {
   return async (
     target: Target | null,
     promptTokens: number,
@@ -136,7 +138,7 @@ function settler(deps: Deps, principal: UserPrincipal, body: ChatRequest, admitt
   ): Promise<Settled> => {
     const price = target ? priceOf(admitted.config, target, body.model) : undefined;
     const cost = costMicros(price, promptTokens, completionTokens);
-    const budget = await settleReservation(deps, principal, admitted.reservationId, {
+    const budget = settleHold(deps, admitted.hold, {
       kind: 'llm',
       model: body.model,
       provider,
@@ -174,7 +176,7 @@ async function openCall(
   clientGone: AbortSignal,
   started: number,
 ): Promise<Call> {
-  const settle = settler(deps, principal, body, admitted, started);
+  const settle = settler(deps, body, admitted, started);
   const opened = await openUpstream(
     deps,
     principal.tenantId,
@@ -237,7 +239,7 @@ export async function chatCompletion(
           ? { prompt_tokens: hit.promptTokens, completion_tokens: hit.completionTokens }
           : { prompt_tokens: 0, completion_tokens: 0 };
       const target = admitted.targets.find((t) => t.provider.name === hit.provider) ?? null;
-      const settled = await settler(deps, principal, body, admitted, started)(
+      const settled = await settler(deps, body, admitted, started)(
         cache.charge === 'tokens' ? target : null,
         charged.prompt_tokens,
         charged.completion_tokens,

@@ -48,9 +48,10 @@ export interface RealtimeBus {
   publish(envelope: Envelope): void;
   /**
    * For state of which only the latest value matters (a user's usage after each LLM call): at
-   * most one message per key every quarter second, carrying the latest.
+   * most one message per key every quarter second, carrying the latest. The envelope may be given
+   * as a function, called only for the one that is sent.
    */
-  publishLatest(key: string, envelope: Envelope): void;
+  publishLatest(key: string, envelope: Envelope | (() => Envelope)): void;
   /** Registers the listener of this instance's hub; returns the function that removes it. */
   listen(listener: (envelope: Envelope) => void): () => void;
   close(): Promise<void>;
@@ -79,11 +80,11 @@ const COALESCE_MS = 250;
 
 export async function createRealtimeBus(setup: BusSetup): Promise<RealtimeBus> {
   const bus = await createBroker(setup);
-  const latest = new Map<string, Envelope>();
+  const latest = new Map<string, Envelope | (() => Envelope)>();
   let timer: NodeJS.Timeout | undefined;
   const flush = () => {
     timer = undefined;
-    for (const envelope of latest.values()) bus.publish(envelope);
+    for (const envelope of latest.values()) bus.publish(typeof envelope === 'function' ? envelope() : envelope);
     latest.clear();
   };
   return {

@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { type Dialect, lockForUpdate } from '../../db/index.js';
 import type { Database, TokenBudgetTable, TokenReservationTable } from '../../db/schema.js';
 import type { Period } from './periods.js';
 
@@ -155,4 +156,58 @@ export function findExpiredHolds(
       ? query.where('tenant_id', '=', scope.tenantId).where('user_id', '=', scope.userId)
       : query.limit(scope.limit);
   return query.execute();
+}
+
+/** The budget row, locked for the rest of the transaction on PostgreSQL (SQLite runs one writer at a time). */
+export function lockBudget(db: Kysely<Database>, dialect: Dialect, key: BudgetKey): Promise<BudgetRow | undefined> {
+  const query = db
+    .selectFrom('token_budgets')
+    .selectAll()
+    .where('tenant_id', '=', key.tenantId)
+    .where('user_id', '=', key.userId)
+    .where('period_start', '=', key.periodStart);
+  return lockForUpdate(query, dialect).executeTakeFirst();
+}
+
+/** Adds tokens to a held lease row and moves its expiry; false when the row is no longer held. */
+export async function stretchLease(
+  db: Kysely<Database>,
+  tenantId: string,
+  id: string,
+  tokens: number,
+  expiresAt: number,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('token_reservations')
+    .set((eb) => ({ tokens: eb('tokens', '+', tokens), expires_at: expiresAt }))
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .where('status', '=', 'held')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * Takes tokens off a held lease row and moves its expiry, or closes it (`released`). Returns the
+ * tokens it still holds, or undefined when it is no longer held (expired meanwhile).
+ */
+export async function shrinkLease(
+  db: Kysely<Database>,
+  tenantId: string,
+  id: string,
+  change: { tokens: number; expiresAt: number; close: boolean; now: number },
+): Promise<number | undefined> {
+  const row = await db
+    .updateTable('token_reservations')
+    .set((eb) => ({
+      tokens: eb('tokens', '-', change.tokens),
+      expires_at: change.expiresAt,
+      ...(change.close && { status: 'released' as const, closed_at: change.now }),
+    }))
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .where('status', '=', 'held')
+    .returning('tokens')
+    .executeTakeFirst();
+  return row?.tokens;
 }

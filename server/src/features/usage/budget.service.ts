@@ -69,20 +69,37 @@ function keyOf(owner: BudgetOwner, period: Period): BudgetKey {
 }
 
 /** After a write to a budget commits: this instance's /me shows the new figures at once. */
-function forgetBudget(deps: Deps, key: BudgetKey): void {
+export function forgetBudget(deps: Deps, key: BudgetKey): void {
   deps.caches.auth.forget('me', `${key.tenantId}:${key.userId}`);
 }
 
-/** The owner's budget in the period that contains `at` (now by default), read from its row. */
+/**
+ * The owner's budget in the period that contains `at` (now by default): its row, as this
+ * instance's lease on it corrects it (budget-leases.ts).
+ */
 export async function budgetOf(deps: Deps, owner: BudgetOwner, at = deps.clock.now()): Promise<BudgetView> {
+  await deps.budgetLeases.settled(keyOf(owner, periodAt(owner.limits.tokenPeriod, at)));
+  return readBudget(deps, owner, at);
+}
+
+/** budgetOf without waiting for the lease's work in flight (for that work itself). */
+export async function readBudget(deps: Deps, owner: BudgetOwner, at: number): Promise<BudgetView> {
   const period = periodAt(owner.limits.tokenPeriod, at);
-  return viewOf(owner, period, await findBudget(deps.db.kysely, keyOf(owner, period)));
+  return viewOf(deps, owner, period, await findBudget(deps.db.kysely, keyOf(owner, period)));
 }
 
 /** The budget as a row shows it (after a write that returned it, no read needed). */
-function viewOf(owner: BudgetOwner, period: Period, row: BudgetRow | undefined): BudgetView {
-  const used = row?.tokens_used ?? 0;
-  const reserved = row?.tokens_reserved ?? 0;
+function viewOf(deps: Deps, owner: BudgetOwner, period: Period, row: BudgetRow | undefined): BudgetView {
+  const stored = { used: row?.tokens_used ?? 0, reserved: row?.tokens_reserved ?? 0 };
+  return budgetView(owner, period, deps.budgetLeases.adjust(keyOf(owner, period), stored));
+}
+
+/** The budget with these tokens used and reserved. */
+export function budgetView(
+  owner: BudgetOwner,
+  period: Period,
+  { used, reserved }: { used: number; reserved: number },
+): BudgetView {
   const limit = owner.limits.tokenBudget;
   return {
     plan: owner.limits.plan,
@@ -97,24 +114,24 @@ function viewOf(owner: BudgetOwner, period: Period, row: BudgetRow | undefined):
 /** The budget now, from the row a write returned when it is this period's (else read), told to the user's live connections. */
 async function budgetAfter(deps: Deps, owner: BudgetOwner, row: BudgetRow | undefined, now: number) {
   const period = periodAt(owner.limits.tokenPeriod, now);
-  return announce(
+  return announceBudget(
     deps,
     owner,
-    row && row.period_start === period.start ? viewOf(owner, period, row) : await budgetOf(deps, owner, now),
+    row && row.period_start === period.start ? viewOf(deps, owner, period, row) : await budgetOf(deps, owner, now),
   );
 }
 
 /** A user's budget changed: their realtime feed gets the latest (a few times a second at most). */
-function announce(deps: Deps, owner: BudgetOwner, budget: BudgetView): BudgetView {
-  deps.realtime.publishLatest(`usage:${owner.tenantId}:${owner.userId}`, {
+export function announceBudget(deps: Deps, owner: BudgetOwner, budget: BudgetView): BudgetView {
+  deps.realtime.publishLatest(`usage:${owner.tenantId}:${owner.userId}`, () => ({
     tenantId: owner.tenantId,
     userId: owner.userId,
     item: { kind: 'usage', usage: presentBudget(budget) },
-  });
+  }));
   return budget;
 }
 
-function quotaExceeded(budget: BudgetView, requested: number, now: number): AppError {
+export function quotaExceeded(budget: BudgetView, requested: number, now: number): AppError {
   const retryAfter = Math.max(1, Math.ceil((budget.period.end - now) / 1000));
   return new AppError(
     'quota_exceeded',
@@ -127,7 +144,7 @@ function quotaExceeded(budget: BudgetView, requested: number, now: number): AppE
 }
 
 /** Emits quota.exceeded once per user and period: only the caller that marks the budget first emits. */
-async function noteExceeded(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, period: Period) {
+export async function noteExceeded(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, period: Period) {
   const now = deps.clock.now();
   if (!(await markExceeded(trx, keyOf(owner, period), now))) return;
   await emitEvent(trx, deps, {
@@ -145,7 +162,7 @@ async function noteExceeded(trx: Kysely<Database>, deps: Deps, owner: BudgetOwne
 }
 
 /** Frees the budget held by reservations that were never settled or released; returns the budgets changed. */
-async function expireHolds(
+export async function expireHolds(
   trx: Kysely<Database>,
   deps: Deps,
   holds: { id: string; tenant_id: string }[],
@@ -230,14 +247,14 @@ export async function reserveTokens(
   });
   forgetBudget(deps, keyOf(owner, period));
   if (!granted) throw quotaExceeded(await budgetOf(deps, owner, now), tokens, now);
-  return { reservation, budget: announce(deps, owner, viewOf(owner, period, granted)) };
+  return { reservation, budget: announceBudget(deps, owner, viewOf(deps, owner, period, granted)) };
 }
 
 /**
  * Queues the usage event and its rollups (written within a second by flushUsage; ADR 0008). Called
  * once the charge is committed: the budget is the exact, durable account; these are its records.
  */
-function recordUsage(deps: Deps, owner: BudgetOwner, usage: UsageRecord) {
+export function recordUsage(deps: Deps, owner: BudgetOwner, usage: UsageRecord) {
   const now = deps.clock.now();
   deps.requestCounts.record(
     {
@@ -273,7 +290,12 @@ function recordUsage(deps: Deps, owner: BudgetOwner, usage: UsageRecord) {
 }
 
 /** Marks the budget exceeded (once) when the charge used it up (`row`: the budget as charged). */
-async function checkExhausted(trx: Kysely<Database>, deps: Deps, owner: BudgetOwner, row: BudgetRow | undefined) {
+export async function checkExhausted(
+  trx: Kysely<Database>,
+  deps: Deps,
+  owner: BudgetOwner,
+  row: BudgetRow | undefined,
+) {
   const limit = owner.limits.tokenBudget;
   if (limit === null) return;
   if (row && row.tokens_used >= limit) {

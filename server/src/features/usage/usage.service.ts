@@ -7,6 +7,7 @@ import { requireUser } from '../accounts/accounts.service.js';
 import { limitsOf } from '../plans/plans.service.js';
 import { findReservation } from './budget.repo.js';
 import { type BudgetOwner, budgetOf, presentBudget } from './budget.service.js';
+import { commitLeases, drainLeases, restoreLeases, writeLeases } from './budget-leases.js';
 import { bucketStart, periodAt } from './periods.js';
 import {
   applyLimitStates,
@@ -50,17 +51,38 @@ export function meterRequest(deps: Deps, reply: HeaderSink, principal: Principal
   }, done);
 }
 
-/** Writes the queued usage events and request counts, and their rollups; what fails is kept for the next try. */
-export async function flushUsage(deps: Deps): Promise<void> {
+/**
+ * Writes, in one transaction, the queued usage events and request counts with their rollups, and
+ * the budget leases' charges (budget-leases.ts): a charge and its record stand or fall together.
+ * What fails is kept for the next try. One flush at a time: a second waits for the first.
+ * `final` (shutdown) gives back every lease.
+ */
+export function flushUsage(deps: Deps, options: { final?: boolean } = {}): Promise<void> {
+  const leases = deps.budgetLeases;
+  const run = (leases.flushing ?? Promise.resolve()).catch(() => undefined).then(() => writeUsage(deps, options));
+  leases.flushing = run;
+  const done = () => {
+    if (leases.flushing === run) leases.flushing = null;
+  };
+  run.then(done, done);
+  return run;
+}
+
+async function writeUsage(deps: Deps, options: { final?: boolean }): Promise<void> {
   const batch = deps.requestCounts.drain();
-  if (batch.events.length === 0 && batch.deltas.length === 0) return;
+  const leaseWrites = drainLeases(deps, options);
+  if (batch.events.length === 0 && batch.deltas.length === 0 && leaseWrites.length === 0) return;
   try {
-    await transaction(deps.db.kysely, async (trx) => {
+    const written = await transaction(deps.db.kysely, async (trx) => {
       await insertUsageEvents(trx, batch.events);
       await addToRollups(trx, batch.deltas);
+      // Last: on PostgreSQL the budget rows stay locked only for the end of the transaction.
+      return writeLeases(trx, deps, leaseWrites);
     });
+    commitLeases(deps, written);
   } catch (error) {
     deps.requestCounts.restore(batch);
+    restoreLeases(leaseWrites);
     throw error;
   }
 }
@@ -78,7 +100,8 @@ export async function ownerOfUser(
 
 /** The owner of a reservation, for settling or releasing it by id. */
 export async function ownerOfReservation(deps: Deps, tenantId: string, id: string): Promise<BudgetOwner> {
-  const reservation = await findReservation(deps.db.kysely, tenantId, id);
+  // Budget leases (lse_…) share the table but are this service's own, never the API's.
+  const reservation = id.startsWith('rsv_') ? await findReservation(deps.db.kysely, tenantId, id) : undefined;
   if (!reservation) throw notFound('Reservation');
   return ownerOfUser(deps, tenantId, reservation.user_id, reservation.api_key_id);
 }

@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
+import { createHarness, type Harness, type TestTenant, type TestUser } from '../../../test/harness.js';
+import { countMessageTokens } from '../llm/tokens.js';
+import { LEASE_TTL_MS } from './budget-leases.js';
+import { expireReservations } from './budget.service.js';
+
+const pg = Boolean(process.env.TEST_DATABASE_URL);
+
+let h: Harness;
+let fake: FakeLlm;
+before(async () => {
+  // Stalled calls give up after a second; the breaker stays closed through the stalls.
+  h = await createHarness({
+    OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8',
+    LLM_UPSTREAM_TIMEOUT: '1s',
+    LLM_BREAKER_FAILURES: '1000',
+  });
+  fake = await startFakeLlm();
+});
+after(async () => {
+  await h.close();
+  await fake.close();
+});
+
+const ask = { model: 'gpt-test', messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 1_000 };
+/** What one call of `ask` holds: its prompt, counted, and max_tokens. */
+const holdOf = async () => (await countMessageTokens(ask.messages)) + ask.max_tokens;
+
+async function tenantWithProvider(): Promise<TestTenant> {
+  const t = await h.tenant();
+  const admin = await t.admin();
+  const res = await h.request({
+    method: 'POST',
+    url: '/api/admin/llm/providers',
+    token: admin.accessToken,
+    body: { name: 'fake', base_url: fake.url, api_key: 'sk-fake', models: ['gpt-test'] },
+  });
+  assert.equal(res.status, 201, res.text);
+  return t;
+}
+
+const complete = (user: TestUser, request = h.request) =>
+  request({ method: 'POST', url: '/api/llm/v1/chat/completions', token: user.apiKey, body: ask });
+const usageOf = async (user: TestUser, request = h.request) =>
+  (await request({ method: 'GET', url: '/api/usage', token: user.apiKey })).body;
+
+/** The user's budget row and lease rows as stored. */
+async function stored(user: TestUser, t: TestTenant) {
+  const db = h.deps.db.kysely;
+  const budget = await db
+    .selectFrom('token_budgets')
+    .select(['tokens_used', 'tokens_reserved'])
+    .where('tenant_id', '=', t.id)
+    .where('user_id', '=', user.id)
+    .executeTakeFirstOrThrow();
+  const leases = await db
+    .selectFrom('token_reservations')
+    .select(['id', 'tokens', 'status'])
+    .where('tenant_id', '=', t.id)
+    .where('user_id', '=', user.id)
+    .where('id', 'like', 'lse_%')
+    .orderBy('id')
+    .execute();
+  return { budget, leases };
+}
+
+describe('budget leases (the LLM gateway’s holds and charges)', () => {
+  it('a call holds from a slice this instance leases: the slice is stored as reserved, the user sees only the call', async () => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    const res = await complete(user);
+    assert.equal(res.status, 200, res.text);
+    const usage = await usageOf(user); // flushes this instance's charges
+    assert.deepEqual([usage.tokens_used, usage.tokens_reserved, usage.tokens_remaining], [18, 0, 10_000 - 18]);
+    const { budget, leases } = await stored(user, t);
+    assert.equal(leases.length, 1);
+    assert.equal(leases[0].status, 'held');
+    assert.ok(leases[0].tokens > 0, 'the slice left after the charge');
+    assert.equal(budget.tokens_used, 18, 'the charge is written');
+    assert.equal(budget.tokens_reserved, leases[0].tokens, 'the slice is all that is reserved');
+    assert.equal(res.headers['x-ratelimit-remaining-tokens'], String(10_000 - 18));
+  });
+
+  it('an idle slice is given back: the lease row is released and nothing stays reserved', async (ctx) => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    assert.equal((await complete(user)).status, 200);
+    h.clockFor(ctx)(6_000);
+    await usageOf(user); // the flush that finds the lease idle
+    const { budget, leases } = await stored(user, t);
+    assert.deepEqual(
+      leases.map((l) => l.status),
+      ['released'],
+    );
+    assert.deepEqual([budget.tokens_used, budget.tokens_reserved], [18, 0]);
+    // The next call leases anew.
+    assert.equal((await complete(user)).status, 200);
+    assert.equal((await usageOf(user)).tokens_used, 36);
+    assert.equal((await stored(user, t)).leases.length, 2);
+  });
+
+  it('a crashed instance’s slice comes back when its lease expires; charges already written stand', async (ctx) => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    await t.putOnPlan(user.id, { tokens_per_month: 3 * (await holdOf()), max_tokens_per_request: 1_000 });
+    assert.equal((await complete(user)).status, 200);
+    await usageOf(user); // written
+    assert.equal((await complete(user)).status, 200); // charged in memory only
+    // The process dies: its memory is gone, its lease row stays held.
+    h.deps.budgetLeases.leases.clear();
+    const before = await stored(user, t);
+    assert.ok(before.budget.tokens_reserved > 0);
+    h.clockFor(ctx)(LEASE_TTL_MS + 1_000);
+    await expireReservations(h.deps);
+    const after = await stored(user, t);
+    assert.deepEqual(
+      after.leases.map((l) => l.status),
+      ['expired'],
+    );
+    assert.deepEqual(
+      [after.budget.tokens_used, after.budget.tokens_reserved],
+      [18, 0],
+      'the slice is free again; the unwritten charge of the last second is lost',
+    );
+    assert.equal((await complete(user)).status, 200, 'a new lease is taken');
+  });
+
+  it('holds never pass the budget: 30 concurrent calls against room for exactly 3 reach the provider 3 times', async () => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    const hold = await holdOf();
+    await t.putOnPlan(user.id, { tokens_per_month: 3 * hold + hold - 1, max_tokens_per_request: 1_000 });
+    const before = fake.calls.length;
+    fake.next(...Array.from({ length: 30 }, () => 'stall' as const));
+    const results = await Promise.all(Array.from({ length: 30 }, () => complete(user)));
+    fake.reset(); // nothing left queued for other tests
+    const statuses = results.map((r) => r.status).sort((a, b) => a - b);
+    assert.equal(fake.calls.length - before, 3, 'exactly the calls that fit were sent');
+    assert.deepEqual(statuses, [...Array(27).fill(429), ...Array(3).fill(502)], 'the stalled ones time out');
+    const usage = await usageOf(user);
+    assert.deepEqual([usage.tokens_used, usage.tokens_reserved], [0, 0]);
+  });
+
+  it('a smaller budget applies to the next call at once, whatever slice this instance holds', async () => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    assert.equal((await complete(user)).status, 200);
+    await t.putOnPlan(user.id, { tokens_per_month: 18 + (await holdOf()) - 1, max_tokens_per_request: 1_000 });
+    const refused = await complete(user);
+    assert.equal(refused.status, 429, refused.text);
+    assert.equal(refused.body.error.code, 'quota_exceeded');
+  });
+
+  it('a lease is no reservation of the API: settling its id answers 404', async () => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    assert.equal((await complete(user)).status, 200);
+    const [lease] = (await stored(user, t)).leases;
+    const res = await h.request({
+      method: 'POST',
+      url: `/api/admin/usage/reservations/${lease.id}/settle`,
+      token: await t.serviceKey(),
+      body: { prompt_tokens: 1, completion_tokens: 1 },
+    });
+    assert.equal(res.status, 404, res.text);
+  });
+
+  it('two instances sharing PostgreSQL never hold more than the budget, and charge exactly', {
+    skip: !pg && 'needs TEST_DATABASE_URL',
+  }, async () => {
+    const second = await h.secondInstance();
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    const hold = await holdOf();
+    await t.putOnPlan(user.id, { tokens_per_month: 6 * hold, max_tokens_per_request: 1_000 });
+    const requests = [h.request, second.request];
+    const before = fake.calls.length;
+    fake.next(...Array.from({ length: 40 }, () => 'stall' as const));
+    const stalled = await Promise.all(Array.from({ length: 40 }, (_, i) => complete(user, requests[i % 2])));
+    fake.reset();
+    const sent = fake.calls.length - before;
+    assert.ok(sent >= 4 && sent <= 6, `${sent} calls held at once: never more than fit (a slice's rest may idle)`);
+    assert.equal(stalled.filter((r) => r.status === 502).length, sent);
+
+    // Then calls that finish: both instances' charges add up, once each has flushed.
+    const answered = await Promise.all(Array.from({ length: 20 }, (_, i) => complete(user, requests[i % 2])));
+    const ok = answered.filter((r) => r.status === 200).length;
+    assert.ok(ok >= 6, `${ok} answered`);
+    await usageOf(user, second.request);
+    const usage = await usageOf(user);
+    assert.equal(usage.tokens_used, ok * 18);
+    const { budget } = await stored(user, t);
+    assert.equal(budget.tokens_used, ok * 18);
+  });
+});

@@ -1,0 +1,427 @@
+import type { Kysely } from 'kysely';
+import { transaction } from '../../db/index.js';
+import type { Database } from '../../db/schema.js';
+import type { Deps } from '../../deps.js';
+import {
+  addToBudget,
+  type BudgetKey,
+  type BudgetRow,
+  ensureBudget,
+  findExpiredHolds,
+  insertReservation,
+  lockBudget,
+  shrinkLease,
+  stretchLease,
+} from './budget.repo.js';
+import {
+  announceBudget,
+  type BudgetOwner,
+  type BudgetView,
+  budgetView,
+  checkExhausted,
+  expireHolds,
+  forgetBudget,
+  noteExceeded,
+  quotaExceeded,
+  readBudget,
+  recordUsage,
+  type UsageRecord,
+} from './budget.service.js';
+import { type Period, periodAt } from './periods.js';
+
+// Budget leases (ADR 0011): the LLM gateway's holds and charges, kept in memory against a slice
+// of each user's budget that this instance holds in the database, so a call costs no database
+// write. The slice is a reservation row (`lse_…`) whose tokens are part of the budget's
+// `tokens_reserved`: instances together can never hold more than the budget, so calls admitted
+// against slices can never overspend it, on any number of instances. Charges are written with the
+// usage records every second (flushUsage); a slice an instance stops renewing (a crash) expires
+// and its unused tokens come back.
+
+/** How long a lease row holds its tokens unless renewed (every flush renews it when half is gone). */
+export const LEASE_TTL_MS = 60_000;
+/** Calls are admitted against a lease only while its row is sure to hold for this much longer. */
+const LEASE_MARGIN_MS = 15_000;
+/** A lease nobody reserved from for this long, with nothing in flight, is given back. */
+const LEASE_IDLE_MS = 5_000;
+
+/** One user's budget period as this instance holds it. */
+interface Lease {
+  key: string;
+  budget: BudgetKey;
+  period: Period;
+  /** The owner as last seen (limits change with the plan). */
+  owner: BudgetOwner;
+  /** The limit the slice was last checked against; another limit sends the next call to the database. */
+  limit: number | null;
+  /** The lease row, null while this instance holds none. */
+  id: string | null;
+  /** Tokens the lease row holds (already lowered by a flush in flight). */
+  granted: number;
+  /** Tokens held by calls in flight. */
+  held: number;
+  /** Tokens charged by finished calls, not yet written. */
+  charged: number;
+  /** What a flush in flight is writing: charges, and tokens it gives back from the row. */
+  flushing: { charged: number; returned: number } | null;
+  /** When the lease row expires (as last written). */
+  validUntil: number;
+  /** The budget row as this lease last wrote it. */
+  row: BudgetRow | undefined;
+  /** Tokens asked for since the last flush, and a decaying peak of that: how big a slice to keep. */
+  demand: number;
+  rate: number;
+  lastUsed: number;
+  holds: Set<Hold>;
+  /** Database work of this lease (growing the slice), one at a time. */
+  queue: Promise<unknown>;
+  growing: number;
+}
+
+/** Tokens held for one call; settled (or released) once. */
+export interface Hold {
+  readonly lease: Lease;
+  /** Whose call: its usage record names the key it was made with. */
+  readonly owner: BudgetOwner;
+  readonly tokens: number;
+  readonly expiresAt: number;
+  open: boolean;
+}
+
+/** This instance's leases (on `deps`), and what budget reads need of them. */
+export interface BudgetLeases {
+  leases: Map<string, Lease>;
+  /** The flush in flight, if any: readers of a budget wait for it. */
+  flushing: Promise<unknown> | null;
+  /**
+   * Corrects a budget as stored for this instance's lease on it: charges not yet written count
+   * as used, and the slice counts only as much as calls in flight hold.
+   */
+  adjust(key: BudgetKey, stored: { used: number; reserved: number }): { used: number; reserved: number };
+  /** Waits for database work in flight on the lease of `key` (a flush, a growing slice), so a read sees it whole. */
+  settled(key: BudgetKey): Promise<void>;
+}
+
+const leaseKey = (key: BudgetKey) => `${key.tenantId}\u0000${key.userId}\u0000${key.periodStart}`;
+
+export function createBudgetLeases(): BudgetLeases {
+  const leases = new Map<string, Lease>();
+  const registry: BudgetLeases = {
+    leases,
+    flushing: null,
+    adjust(key, stored) {
+      const lease = leases.get(leaseKey(key));
+      if (!lease) return stored;
+      const { flushing } = lease;
+      return {
+        used: stored.used + lease.charged + (flushing?.charged ?? 0),
+        reserved: stored.reserved - lease.granted - (flushing?.returned ?? 0) + lease.held,
+      };
+    },
+    async settled(key) {
+      // A failed flush or grant is reported where it ran; a read only waits for it to end.
+      await registry.flushing?.catch(() => undefined);
+      await leases.get(leaseKey(key))?.queue;
+    },
+  };
+  return registry;
+}
+
+const available = (lease: Lease) => lease.granted - lease.held - lease.charged;
+
+function leaseFor(deps: Deps, owner: BudgetOwner, now: number): Lease {
+  const period = periodAt(owner.limits.tokenPeriod, now);
+  const budget = { tenantId: owner.tenantId, userId: owner.userId, periodStart: period.start };
+  const key = leaseKey(budget);
+  let lease = deps.budgetLeases.leases.get(key);
+  if (!lease) {
+    lease = {
+      key,
+      budget,
+      period,
+      owner,
+      limit: owner.limits.tokenBudget,
+      id: null,
+      granted: 0,
+      held: 0,
+      charged: 0,
+      flushing: null,
+      validUntil: 0,
+      row: undefined,
+      demand: 0,
+      rate: 0,
+      lastUsed: now,
+      holds: new Set(),
+      queue: Promise.resolve(),
+      growing: 0,
+    };
+    deps.budgetLeases.leases.set(key, lease);
+  }
+  lease.owner = owner;
+  return lease;
+}
+
+/** The call fits what this instance already holds (or the plan has no token limit). */
+function fitsLocally(lease: Lease, owner: BudgetOwner, tokens: number, now: number): boolean {
+  const limit = owner.limits.tokenBudget;
+  if (limit !== lease.limit) return false;
+  if (limit === null) return true;
+  return lease.id !== null && now < lease.validUntil - LEASE_MARGIN_MS && available(lease) >= tokens;
+}
+
+function take(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: number, now: number): Hold {
+  lease.held += tokens;
+  const hold: Hold = { lease, owner, tokens, expiresAt: now + deps.config.limits.reservationTtlMs, open: true };
+  lease.holds.add(hold);
+  return hold;
+}
+
+/**
+ * Holds `tokens` of the owner's budget for one call: from this instance's slice when it has
+ * enough (no I/O), else after growing the slice in the database. Throws 429 quota_exceeded when
+ * the budget cannot cover it, counting every instance's slices and holds.
+ */
+export function holdTokens(deps: Deps, owner: BudgetOwner, tokens: number): Hold | Promise<Hold> {
+  const now = deps.clock.now();
+  const lease = leaseFor(deps, owner, now);
+  lease.demand += tokens;
+  lease.lastUsed = now;
+  if (fitsLocally(lease, owner, tokens, now)) return take(deps, lease, owner, tokens, now);
+  lease.growing++;
+  const grown = lease.queue.then(() => growLease(deps, lease, owner, tokens));
+  lease.queue = grown.catch(() => undefined);
+  return grown.finally(() => {
+    lease.growing--;
+  });
+}
+
+/** How much to ask for beyond what the call needs: about two flushes' worth of this user's demand. */
+const slack = (lease: Lease, tokens: number) => Math.max(4 * tokens, 2 * Math.max(lease.rate, lease.demand));
+
+/**
+ * Grows (or renews) the slice so the call fits, in one transaction: the lease row first, then the
+ * budget row, the same order as everything else that touches both (no deadlock on PostgreSQL).
+ * The grant is what fits, at most half of what is free (so instances leave each other room), and
+ * never less than the call needs.
+ */
+async function growLease(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: number): Promise<Hold> {
+  if (fitsLocally(lease, owner, tokens, deps.clock.now())) return take(deps, lease, owner, tokens, deps.clock.now());
+  const limit = owner.limits.tokenBudget;
+  if (limit === null) {
+    // The plan lost its limit: nothing to hold; the slice is given back at the next flush.
+    lease.limit = null;
+    return take(deps, lease, owner, tokens, deps.clock.now());
+  }
+  const now = deps.clock.now();
+  const expiresAt = now + LEASE_TTL_MS;
+  const outcome = await transaction(deps.db.kysely, async (trx) => {
+    const alive = lease.id !== null && (await stretchLease(trx, lease.budget.tenantId, lease.id, 0, expiresAt));
+    // What the row must hold more: this call, everything in flight and charged, less what it holds.
+    const needed = tokens + lease.held + lease.charged - (alive ? lease.granted : 0);
+    const row = await freeBudget(trx, deps, owner, lease, needed, now);
+    if (!row) return { granted: false as const };
+    const free = limit - row.tokens_used - row.tokens_reserved;
+    const grant = Math.max(0, needed, Math.min(needed + slack(lease, tokens), Math.floor(free / 2)));
+    const updated = grant > 0 ? await addToBudget(trx, lease.budget, { reserved: grant, used: 0, limit, now }) : row;
+    if (!updated) throw new Error('budget row changed under its lock');
+    let id = lease.id;
+    if (alive && id !== null) {
+      if (grant > 0) await stretchLease(trx, lease.budget.tenantId, id, grant, expiresAt);
+    } else {
+      id = deps.ids.next('lse');
+      await insertReservation(trx, {
+        id,
+        tenant_id: owner.tenantId,
+        user_id: owner.userId,
+        api_key_id: null,
+        period_start: lease.period.start,
+        tokens: grant,
+        status: 'held',
+        charged: null,
+        created_at: now,
+        expires_at: expiresAt,
+        closed_at: null,
+      });
+    }
+    return { granted: true as const, id, alive, grant, row: updated };
+  });
+  if (!outcome.granted) {
+    forgetBudget(deps, lease.budget);
+    throw quotaExceeded(await readBudget(deps, owner, now), tokens, deps.clock.now());
+  }
+  lease.granted = outcome.alive ? lease.granted + outcome.grant : outcome.grant;
+  lease.id = outcome.id;
+  lease.validUntil = expiresAt;
+  lease.limit = limit;
+  lease.row = outcome.row;
+  return take(deps, lease, owner, tokens, deps.clock.now());
+}
+
+/**
+ * The budget row, locked, when `needed` more tokens fit in it; else undefined, with the budget
+ * marked exceeded (quota.exceeded, once). Expired holds of the user are freed first when it does
+ * not fit as it is, as a direct reservation does.
+ */
+async function freeBudget(
+  trx: Kysely<Database>,
+  deps: Deps,
+  owner: BudgetOwner,
+  lease: Lease,
+  needed: number,
+  now: number,
+): Promise<BudgetRow | undefined> {
+  const limit = owner.limits.tokenBudget ?? 0;
+  const fits = (row: BudgetRow | undefined) => row && row.tokens_used + row.tokens_reserved + needed <= limit;
+  let row = await lockBudget(trx, deps.db.dialect, lease.budget);
+  if (fits(row)) return row;
+  if (!row) await ensureBudget(trx, owner.tenantId, owner.userId, lease.period, now);
+  await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
+  row = await lockBudget(trx, deps.db.dialect, lease.budget);
+  if (fits(row)) return row;
+  await noteExceeded(trx, deps, owner, lease.period);
+  return undefined;
+}
+
+/** Charges what a call used and ends its hold; the charge is written with the next flush. */
+export function settleHold(deps: Deps, hold: Hold, usage: UsageRecord): BudgetView {
+  if (hold.open) {
+    hold.open = false;
+    hold.lease.held -= hold.tokens;
+    hold.lease.holds.delete(hold);
+  }
+  // A hold that outlived TOKEN_RESERVATION_TTL may outlive its idle lease too: the charge goes to
+  // the lease of its budget now, so it is still written.
+  const { leases } = deps.budgetLeases;
+  let lease = leases.get(hold.lease.key);
+  if (!lease) {
+    lease = hold.lease;
+    leases.set(lease.key, lease);
+  }
+  lease.charged += usage.promptTokens + usage.completionTokens;
+  recordUsage(deps, hold.owner, usage);
+  forgetBudget(deps, lease.budget);
+  return announceBudget(deps, hold.owner, leaseView(lease));
+}
+
+/** The budget just after a hold was taken: for the response's headers (no read needed). */
+export function budgetOfHold(hold: Hold): BudgetView {
+  return leaseView(hold.lease);
+}
+
+/** The budget as the lease last wrote it, with what this instance holds and charged since. */
+function leaseView(lease: Lease): BudgetView {
+  const { row, flushing } = lease;
+  return budgetView(lease.owner, lease.period, {
+    used: (row?.tokens_used ?? 0) + lease.charged + (flushing?.charged ?? 0),
+    reserved: (row?.tokens_reserved ?? 0) - lease.granted - (flushing?.returned ?? 0) + lease.held,
+  });
+}
+
+/** One lease's part of a flush. */
+interface LeaseWrite {
+  lease: Lease;
+  id: string | null;
+  charged: number;
+  /** Tokens the lease row gives back: those the charges used up, and what is no longer needed. */
+  returned: number;
+  close: boolean;
+  expiresAt: number;
+}
+
+/**
+ * Takes what each lease has to write: its charges, the tokens they used up, and the part of the
+ * slice it no longer needs (beyond about two flushes of demand; all of it once idle, or with
+ * `final`). Holds past TOKEN_RESERVATION_TTL that were never settled are dropped here, as the
+ * sweeper expires a direct reservation. Applied at once in memory; `restoreLeases` undoes it.
+ */
+export function drainLeases(deps: Deps, options: { final?: boolean } = {}): LeaseWrite[] {
+  const now = deps.clock.now();
+  const writes: LeaseWrite[] = [];
+  for (const lease of deps.budgetLeases.leases.values()) {
+    for (const hold of lease.holds) {
+      if (hold.expiresAt > now) continue;
+      hold.open = false;
+      lease.held -= hold.tokens;
+      lease.holds.delete(hold);
+    }
+    lease.rate = Math.max(lease.demand, Math.floor(lease.rate / 2));
+    lease.demand = 0;
+    const idle = lease.held === 0 && lease.growing === 0 && (options.final || now - lease.lastUsed >= LEASE_IDLE_MS);
+    const usedUp = Math.min(lease.charged, lease.granted);
+    const unused = Math.max(0, lease.granted - usedUp - lease.held);
+    const keep = lease.limit === null || idle ? 0 : 2 * lease.rate;
+    const returned = usedUp + Math.max(0, unused - keep);
+    const close = idle && lease.id !== null;
+    const renew = lease.id !== null && lease.validUntil - now < LEASE_TTL_MS / 2;
+    if (lease.charged === 0 && returned === 0 && !close && !renew) {
+      if (idle && lease.id === null && lease.flushing === null) deps.budgetLeases.leases.delete(lease.key);
+      continue;
+    }
+    writes.push({ lease, id: lease.id, charged: lease.charged, returned, close, expiresAt: now + LEASE_TTL_MS });
+    lease.flushing = { charged: lease.charged, returned };
+    lease.charged = 0;
+    lease.granted -= returned;
+    if (close) lease.id = null;
+  }
+  // Budget rows in one order on every instance, so two flushes never wait on each other in a circle.
+  return writes.sort((a, b) => (a.lease.key < b.lease.key ? -1 : 1));
+}
+
+/** Writes the drained leases in the flush's transaction; returns each budget row as written. */
+export async function writeLeases(trx: Kysely<Database>, deps: Deps, writes: LeaseWrite[]) {
+  const now = deps.clock.now();
+  const rows: { write: LeaseWrite; row: BudgetRow | undefined; alive: boolean }[] = [];
+  for (const write of writes) {
+    const { lease } = write;
+    let fromRow = 0;
+    let alive = false;
+    if (write.id !== null) {
+      const left = await shrinkLease(trx, lease.budget.tenantId, write.id, {
+        tokens: write.returned,
+        expiresAt: write.expiresAt,
+        close: write.close,
+        now,
+      });
+      alive = left !== undefined;
+      // A closed row gives back everything it still held (nothing, unless this instance lost count).
+      if (left !== undefined) fromRow = write.returned + (write.close ? left : 0);
+    }
+    let row = await addToBudget(trx, lease.budget, { reserved: -fromRow, used: write.charged, limit: null, now });
+    if (!row && write.charged > 0 && lease.row === undefined) {
+      // First charge of a plan without a limit (nothing was ever held, so the row may not exist yet).
+      await ensureBudget(trx, lease.budget.tenantId, lease.budget.userId, lease.period, now);
+      row = await addToBudget(trx, lease.budget, { reserved: 0, used: write.charged, limit: null, now });
+    }
+    await checkExhausted(trx, deps, lease.owner, row);
+    rows.push({ write, row, alive });
+  }
+  return rows;
+}
+
+/** The flush committed: the leases take the rows as written. */
+export function commitLeases(deps: Deps, written: Awaited<ReturnType<typeof writeLeases>>): void {
+  for (const { write, row, alive } of written) {
+    const { lease } = write;
+    lease.flushing = null;
+    if (row) lease.row = row;
+    if (write.id !== null && lease.id === write.id) {
+      if (alive) lease.validUntil = write.expiresAt;
+      else {
+        // The row expired meanwhile (its tokens were freed): calls go to the database until a new one.
+        lease.id = null;
+        lease.granted = 0;
+      }
+    }
+    forgetBudget(deps, lease.budget);
+  }
+}
+
+/** The flush failed: what it took goes back, to be written next time. */
+export function restoreLeases(writes: LeaseWrite[]): void {
+  for (const write of writes) {
+    const { lease } = write;
+    lease.flushing = null;
+    lease.charged += write.charged;
+    if (write.close && lease.id === null) lease.id = write.id;
+    if (lease.id === write.id) lease.granted += write.returned;
+  }
+}
