@@ -5,9 +5,10 @@ import type { UsageDelta, UsageEventRow } from './usage.repo.js';
  * Usage records are written behind: plain API requests are counted in memory, and metered calls
  * (LLM calls, credit charges) queue their usage event and rollup delta, all written in one
  * transaction every second (and at shutdown, and before this instance answers a usage query). A
- * database write per request would cost more than the request. What is exact and written at once
- * is the token budget (ADR 0007, 0008); these are the records of it. Limits do not read them; they
- * have their own exact counters.
+ * database write per request would cost more than the request. The token budget is the exact
+ * account: direct reservations write it at once, and the LLM gateway's charges are written in the
+ * same transaction as these records (ADR 0007, 0011). Limits do not read them; they have their
+ * own exact counters.
  */
 export interface RequestCounter {
   add(tenantId: string, userId: string, apiKeyId: string | null, at: number): void;
@@ -25,47 +26,54 @@ export interface UsageBatch {
 }
 
 export function createRequestCounter(): RequestCounter {
+  // Deltas merged per (tenant, user, key, model, provider, hour) as they come, so a flush writes
+  // one rollup change per combination, however many calls there were.
   let pending = new Map<string, UsageDelta>();
   let events: UsageEventRow[] = [];
-  let deltas: UsageDelta[] = [];
-  const count = (tenantId: string, userId: string, apiKeyId: string | null, hour: number, requests: number) => {
-    const key = `${tenantId}\u0000${userId}\u0000${apiKeyId ?? ''}\u0000${hour}`;
+  const merge = (delta: UsageDelta) => {
+    const hour = bucketStart('hour', delta.at);
+    const key = `${delta.tenantId}\u0000${delta.userId}\u0000${delta.apiKeyId ?? ''}\u0000${delta.model ?? ''}\u0000${delta.provider ?? ''}\u0000${hour}`;
     const existing = pending.get(key);
-    if (existing) {
-      existing.requests += requests;
+    if (!existing) {
+      pending.set(key, { ...delta, at: hour });
       return;
     }
-    pending.set(key, {
-      tenantId,
-      userId,
-      apiKeyId,
-      model: null,
-      provider: null,
-      at: hour,
-      requests,
-      llmRequests: 0,
-      errors: 0,
-      promptTokens: 0,
-      completionTokens: 0,
-      costMicros: 0,
-    });
+    existing.requests += delta.requests;
+    existing.llmRequests += delta.llmRequests;
+    existing.errors += delta.errors;
+    existing.promptTokens += delta.promptTokens;
+    existing.completionTokens += delta.completionTokens;
+    existing.costMicros += delta.costMicros;
   };
   return {
-    add: (tenantId, userId, apiKeyId, at) => count(tenantId, userId, apiKeyId, bucketStart('hour', at), 1),
+    add: (tenantId, userId, apiKeyId, at) =>
+      merge({
+        tenantId,
+        userId,
+        apiKeyId,
+        model: null,
+        provider: null,
+        at,
+        requests: 1,
+        llmRequests: 0,
+        errors: 0,
+        promptTokens: 0,
+        completionTokens: 0,
+        costMicros: 0,
+      }),
     record(event, delta) {
       events.push(event);
-      deltas.push(delta);
+      merge(delta);
     },
     drain() {
-      const batch = { events, deltas: [...pending.values(), ...deltas] };
+      const batch = { events, deltas: [...pending.values()] };
       pending = new Map();
       events = [];
-      deltas = [];
       return batch;
     },
     restore(batch) {
       events = [...batch.events, ...events];
-      deltas = [...batch.deltas, ...deltas];
+      for (const delta of batch.deltas) merge(delta);
     },
   };
 }
