@@ -120,6 +120,8 @@ export interface Call {
   promptEstimate: number;
   /** Settles the reservation with what was used, recording the usage event with its cost. */
   settle(promptTokens: number, completionTokens: number, status: string): Promise<Settled>;
+  /** Ends the hold if nothing settled it (an unexpected error on the way): call it in a `finally`. */
+  abandon(): void;
 }
 
 export interface Settled {
@@ -165,7 +167,25 @@ export async function startCall(
   clientGone: AbortSignal,
 ): Promise<Call> {
   const admitted = await admit(deps, principal, body, reply);
-  return openCall(deps, principal, body, admitted, clientGone, Date.now());
+  try {
+    return await openCall(deps, principal, body, admitted, clientGone, Date.now());
+  } catch (error) {
+    abandonHold(deps, admitted, body);
+    throw error;
+  }
+}
+
+/** Ends a hold that nothing settled (an unexpected error on the way): nothing charged, recorded as an error. */
+function abandonHold(deps: Deps, admitted: Admitted, body: ChatRequest): void {
+  if (!admitted.hold.open) return;
+  settleHold(deps, admitted.hold, {
+    kind: 'llm',
+    model: body.model,
+    provider: null,
+    promptTokens: 0,
+    completionTokens: 0,
+    status: 'error',
+  });
 }
 
 async function openCall(
@@ -194,6 +214,7 @@ async function openCall(
     ...opened,
     promptEstimate: admitted.promptEstimate,
     settle: (promptTokens, completionTokens, status) => settle(opened.target, promptTokens, completionTokens, status),
+    abandon: () => abandonHold(deps, admitted, body),
   };
 }
 
@@ -228,6 +249,24 @@ export async function chatCompletion(
 ): Promise<Answered> {
   const started = Date.now();
   const admitted = await admit(deps, principal, body, reply);
+  try {
+    return await answer(deps, principal, body, reply, clientGone, admitted, started);
+  } catch (error) {
+    abandonHold(deps, admitted, body);
+    throw error;
+  }
+}
+
+/** chatCompletion once admitted: from the cache, or from the providers. */
+async function answer(
+  deps: Deps,
+  principal: UserPrincipal,
+  body: ChatRequest,
+  reply: FastifyReply,
+  clientGone: AbortSignal,
+  admitted: Admitted,
+  started: number,
+): Promise<Answered> {
   const { cache } = admitted.config;
   const cacheKeyed = cache.enabled && cacheable(body) ? cacheKey(principal.tenantId, body) : null;
   if (cacheKeyed) {

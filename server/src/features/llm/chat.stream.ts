@@ -134,6 +134,21 @@ export async function streamChatCompletion(
   clientGone: AbortSignal,
 ): Promise<void> {
   const call = await startCall(deps, principal, body, reply, clientGone);
+  try {
+    await answerStream(deps, call, body, reply, clientGone);
+  } finally {
+    call.abandon();
+  }
+}
+
+/** streamChatCompletion once a provider answered. */
+async function answerStream(
+  deps: Deps,
+  call: Call,
+  body: ChatRequest,
+  reply: FastifyReply,
+  clientGone: AbortSignal,
+): Promise<void> {
   const { key, response } = call;
   const provider = call.target.provider;
   if (response.statusCode < 200 || response.statusCode >= 300) {

@@ -1,7 +1,7 @@
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
-import { type ChatRequest, startCall, usd } from '../llm/chat.service.js';
+import { type Call, type ChatRequest, startCall, usd } from '../llm/chat.service.js';
 import { relayStream } from '../llm/chat.stream.js';
 import { errorMessage, type FeedConnection, outMessage } from './connection.js';
 
@@ -85,6 +85,22 @@ async function complete(
 ) {
   const signal = connection.gone.signal;
   const call = await startCall(deps, principal, body, { header: () => undefined }, signal);
+  try {
+    await answerOnSocket(deps, connection, call, body, correlationId, signal);
+  } finally {
+    call.abandon();
+  }
+}
+
+/** `complete` once a provider answered: the deltas as updates, then the usage and cost. */
+async function answerOnSocket(
+  deps: Deps,
+  connection: FeedConnection,
+  call: Call,
+  body: ChatRequest,
+  correlationId: string,
+  signal: AbortSignal,
+) {
   const provider = call.target.provider.name;
   if (call.response.statusCode < 200 || call.response.statusCode >= 300) {
     const text = await call.response.body.text().catch(() => '');

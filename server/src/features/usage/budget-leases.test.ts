@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
 import { createHarness, type Harness, type TestTenant, type TestUser } from '../../../test/harness.js';
+import { transaction } from '../../db/index.js';
 import { countMessageTokens } from '../llm/tokens.js';
-import { LEASE_TTL_MS } from './budget-leases.js';
-import { expireReservations } from './budget.service.js';
+import { addToBudget, closeReservation, findExpiredHolds } from './budget.repo.js';
+import { type BudgetOwner, expireHolds, expireReservations, reserveTokens } from './budget.service.js';
+import { holdTokens, LEASE_TTL_MS } from './budget-leases.js';
 
 const pg = Boolean(process.env.TEST_DATABASE_URL);
 
@@ -143,14 +145,116 @@ describe('budget leases (the LLM gateway’s holds and charges)', () => {
     assert.deepEqual([usage.tokens_used, usage.tokens_reserved], [0, 0]);
   });
 
-  it('a smaller budget applies to the next call at once, whatever slice this instance holds', async () => {
+  it('a smaller budget applies at once: the slice shrinks to it, whatever this instance held', async () => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    assert.equal((await complete(user)).status, 200); // a slice of the free plan's 10,000
+    const hold = await holdOf();
+    await t.putOnPlan(user.id, { tokens_per_month: 18 + 2 * hold + 5, max_tokens_per_request: 1_000 });
+    const before = fake.calls.length;
+    fake.next('stall', 'stall', 'stall', 'stall');
+    const results = await Promise.all(Array.from({ length: 4 }, () => complete(user)));
+    fake.reset();
+    assert.equal(fake.calls.length - before, 2, 'two fit the new budget');
+    assert.deepEqual(
+      results.map((r) => r.status).sort((a, b) => a - b),
+      [429, 429, 502, 502],
+    );
+    await usageOf(user);
+    const { budget } = await stored(user, t);
+    assert.ok(budget.tokens_used + budget.tokens_reserved <= 18 + 2 * hold + 5, 'the database never holds more either');
+  });
+
+  it('a call that uses more than it held is charged in full, and the calls still in flight stay covered', async () => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    const hold = await holdOf();
+    const api = await t.serviceKey();
+    // One call in flight holds `hold`; another holds a few tokens and is charged 4,500, more than
+    // the rest of this instance's slice.
+    fake.next('stall');
+    const sent = fake.calls.length;
+    const stalled = complete(user);
+    while (fake.calls.length === sent) await new Promise((r) => setTimeout(r, 5));
+    fake.usage.prompt_tokens = 4_490;
+    fake.usage.completion_tokens = 10;
+    try {
+      const small = await h.request({
+        method: 'POST',
+        url: '/api/llm/v1/chat/completions',
+        token: user.apiKey,
+        body: { ...ask, max_tokens: 5 },
+      });
+      assert.equal(small.status, 200, small.text);
+    } finally {
+      fake.usage.prompt_tokens = 11;
+      fake.usage.completion_tokens = 7;
+    }
+    const usage = await usageOf(user); // flushed, the stalled call still in flight
+    assert.deepEqual([usage.tokens_used, usage.tokens_reserved], [4_500, hold]);
+    const { budget } = await stored(user, t);
+    assert.ok(budget.tokens_reserved >= hold, 'the stored slice still covers the call in flight');
+    // What is left for anyone else is what is really left: 10,000 - 4,500 - the call in flight.
+    const direct = await h.request({
+      method: 'POST',
+      url: '/api/admin/usage/reservations',
+      token: api,
+      body: { user_id: user.id, tokens: 10_000 - 4_500 - hold + 1 },
+    });
+    assert.equal(direct.status, 429, direct.text);
+    assert.equal((await stalled).status, 502);
+  });
+
+  it('a lease in use is renewed and outlives its first minute; the sweeper never takes it', async (ctx) => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    const move = h.clockFor(ctx);
+    assert.equal((await complete(user)).status, 200);
+    for (let i = 0; i < 3; i++) {
+      move(40_000);
+      assert.equal((await complete(user)).status, 200);
+      await usageOf(user); // the flush renews the row
+      await expireReservations(h.deps);
+    }
+    const { budget, leases } = await stored(user, t);
+    assert.deepEqual(
+      leases.map((l) => l.status),
+      ['held'],
+      'one lease, two minutes on',
+    );
+    assert.deepEqual([budget.tokens_used, budget.tokens_reserved], [4 * 18, leases[0].tokens]);
+  });
+
+  it('the sweeper does not free a lease renewed after it was listed as expired', async (ctx) => {
     const t = await tenantWithProvider();
     const user = await t.user();
     assert.equal((await complete(user)).status, 200);
-    await t.putOnPlan(user.id, { tokens_per_month: 18 + (await holdOf()) - 1, max_tokens_per_request: 1_000 });
+    await usageOf(user);
+    h.clockFor(ctx)(LEASE_TTL_MS + 1_000);
+    const listed = await findExpiredHolds(h.deps.db.kysely, h.clock.now(), { tenantId: t.id, userId: user.id });
+    assert.equal(listed.length, 1, 'the lease is listed as expired');
+    // Its owner calls before the sweeper gets to it: a new slice is taken, the old one left to the sweeper.
+    assert.equal((await complete(user)).status, 200);
+    await transaction(h.deps.db.kysely, (trx) => expireHolds(trx, h.deps, listed));
+    await usageOf(user);
+    const { budget, leases } = await stored(user, t);
+    const held = leases.filter((l) => l.status === 'held');
+    assert.equal(held.length, 1);
+    assert.equal(budget.tokens_reserved, held[0].tokens, 'only the live slice is reserved, and it is');
+    assert.equal(budget.tokens_used, 36);
+  });
+
+  it('a plan without a limit is charged exactly; moving to a limited plan holds again', async () => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    await t.putOnPlan(user.id, { max_tokens_per_request: 1_000 });
+    for (let i = 0; i < 3; i++) assert.equal((await complete(user)).status, 200);
+    const usage = await usageOf(user);
+    assert.deepEqual([usage.monthly_limit, usage.tokens_used, usage.tokens_reserved], [null, 54, 0]);
+    assert.equal((await stored(user, t)).leases.length, 0, 'nothing to hold, no lease row');
+    await t.putOnPlan(user.id, { tokens_per_month: 100, max_tokens_per_request: 1_000 });
     const refused = await complete(user);
     assert.equal(refused.status, 429, refused.text);
-    assert.equal(refused.body.error.code, 'quota_exceeded');
   });
 
   it('a lease is no reservation of the API: settling its id answers 404', async () => {
@@ -165,6 +269,50 @@ describe('budget leases (the LLM gateway’s holds and charges)', () => {
       body: { prompt_tokens: 1, completion_tokens: 1 },
     });
     assert.equal(res.status, 404, res.text);
+  });
+
+  it('a slice growing while the sweeper frees an expired hold of the same user waits, never deadlocks (PostgreSQL)', {
+    skip: !pg && 'needs TEST_DATABASE_URL',
+  }, async (ctx) => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    const owner: BudgetOwner = {
+      tenantId: t.id,
+      userId: user.id,
+      apiKeyId: null,
+      limits: {
+        plan: 'free',
+        requestsPerHour: null,
+        llmRequestsPerHour: null,
+        maxTokensPerRequest: null,
+        tokenBudget: 1_000,
+        tokenPeriod: 'month',
+        allowedModels: null,
+        key: null,
+      },
+    };
+    const { reservation } = await reserveTokens(h.deps, owner, 900, { ttlMs: 1_000 });
+    h.clockFor(ctx)(5_000);
+    // The sweeper's order: the hold's row, then (later) the budget row.
+    let proceed!: () => void;
+    const go = new Promise<void>((resolve) => {
+      proceed = resolve;
+    });
+    const sweeper = h.deps.db.kysely.transaction().execute(async (trx) => {
+      const now = h.deps.clock.now();
+      const closed = await closeReservation(trx, t.id, reservation.id, { status: 'expired', charged: null, now });
+      assert.ok(closed);
+      await go;
+      const key = { tenantId: t.id, userId: user.id, periodStart: closed.period_start };
+      await addToBudget(trx, key, { reserved: -closed.tokens, used: 0, limit: null, now });
+    });
+    // A call that needs the expired hold's tokens grows the slice meanwhile.
+    const grow = Promise.resolve(holdTokens(h.deps, owner, 500));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    proceed();
+    const [swept, grown] = await Promise.allSettled([sweeper, grow]);
+    assert.equal(swept.status, 'fulfilled', String((swept as PromiseRejectedResult).reason));
+    assert.equal(grown.status, 'fulfilled', String((grown as PromiseRejectedResult).reason));
   });
 
   it('two instances sharing PostgreSQL never hold more than the budget, and charge exactly', {

@@ -74,7 +74,10 @@ interface Lease {
   holds: Set<Hold>;
   /** Database work of this lease (growing the slice), one at a time. */
   queue: Promise<unknown>;
+  /** Calls waiting for the slice to grow. */
   growing: number;
+  /** A grow's transaction is running: flushes leave this lease for the next one (never both at once). */
+  inGrow: boolean;
 }
 
 /** Tokens held for one call; settled (or released) once. */
@@ -90,8 +93,10 @@ export interface Hold {
 /** This instance's leases (on `deps`), and what budget reads need of them. */
 export interface BudgetLeases {
   leases: Map<string, Lease>;
-  /** The flush in flight, if any: readers of a budget wait for it. */
-  flushing: Promise<unknown> | null;
+  /** The usage flush in flight (or waiting for the one in flight), if any: readers of a budget wait for it. */
+  flushing: Promise<void> | null;
+  /** A flush that has not started yet: later calls join it rather than queue more. */
+  nextFlush: Promise<void> | null;
   /**
    * Corrects a budget as stored for this instance's lease on it: charges not yet written count
    * as used, and the slice counts only as much as calls in flight hold.
@@ -108,6 +113,7 @@ export function createBudgetLeases(): BudgetLeases {
   const registry: BudgetLeases = {
     leases,
     flushing: null,
+    nextFlush: null,
     adjust(key, stored) {
       const lease = leases.get(leaseKey(key));
       if (!lease) return stored;
@@ -118,9 +124,10 @@ export function createBudgetLeases(): BudgetLeases {
       };
     },
     async settled(key) {
+      const lease = leases.get(leaseKey(key));
       // A failed flush or grant is reported where it ran; a read only waits for it to end.
-      await registry.flushing?.catch(() => undefined);
-      await leases.get(leaseKey(key))?.queue;
+      if (lease?.flushing) await registry.flushing?.catch(() => undefined);
+      if (lease?.growing) await lease.queue;
     },
   };
   return registry;
@@ -153,6 +160,7 @@ function leaseFor(deps: Deps, owner: BudgetOwner, now: number): Lease {
       holds: new Set(),
       queue: Promise.resolve(),
       growing: 0,
+      inGrow: false,
     };
     deps.budgetLeases.leases.set(key, lease);
   }
@@ -164,7 +172,8 @@ function leaseFor(deps: Deps, owner: BudgetOwner, now: number): Lease {
 function fitsLocally(lease: Lease, owner: BudgetOwner, tokens: number, now: number): boolean {
   const limit = owner.limits.tokenBudget;
   if (limit !== lease.limit) return false;
-  if (limit === null) return true;
+  // Without a limit nothing is held, but the budget row is read once, for the figures users see.
+  if (limit === null) return lease.row !== undefined;
   return lease.id !== null && now < lease.validUntil - LEASE_MARGIN_MS && available(lease) >= tokens;
 }
 
@@ -172,6 +181,7 @@ function take(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: number, now:
   lease.held += tokens;
   const hold: Hold = { lease, owner, tokens, expiresAt: now + deps.config.limits.reservationTtlMs, open: true };
   lease.holds.add(hold);
+  forgetBudget(deps, lease.budget);
   return hold;
 }
 
@@ -198,87 +208,78 @@ export function holdTokens(deps: Deps, owner: BudgetOwner, tokens: number): Hold
 const slack = (lease: Lease, tokens: number) => Math.max(4 * tokens, 2 * Math.max(lease.rate, lease.demand));
 
 /**
- * Grows (or renews) the slice so the call fits, in one transaction: the lease row first, then the
- * budget row, the same order as everything else that touches both (no deadlock on PostgreSQL).
- * The grant is what fits, at most half of what is free (so instances leave each other room), and
- * never less than the call needs.
+ * Sizes the slice so the call fits, in one transaction. Locks are taken in the order everything
+ * else takes them (reservation rows, then the budget row), so PostgreSQL never deadlocks: this
+ * lease's row, then the user's expired holds (freed first, as a direct reservation frees them),
+ * then the budget row. The slice becomes what this instance has committed (the call, the calls in
+ * flight, charges not yet written) plus some room: half of what is left at most, so that another
+ * instance still finds some. It shrinks when the limit went down. A flush never writes this lease
+ * while the transaction runs, so the row and the lease agree throughout.
  */
 async function growLease(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: number): Promise<Hold> {
+  while (lease.flushing && deps.budgetLeases.flushing) await deps.budgetLeases.flushing.catch(() => undefined);
   if (fitsLocally(lease, owner, tokens, deps.clock.now())) return take(deps, lease, owner, tokens, deps.clock.now());
   const limit = owner.limits.tokenBudget;
-  if (limit === null) {
-    // The plan lost its limit: nothing to hold; the slice is given back at the next flush.
-    lease.limit = null;
-    return take(deps, lease, owner, tokens, deps.clock.now());
-  }
   const now = deps.clock.now();
   const expiresAt = now + LEASE_TTL_MS;
-  const outcome = await transaction(deps.db.kysely, async (trx) => {
-    const alive = lease.id !== null && (await stretchLease(trx, lease.budget.tenantId, lease.id, 0, expiresAt));
-    // What the row must hold more: this call, everything in flight and charged, less what it holds.
-    const needed = tokens + lease.held + lease.charged - (alive ? lease.granted : 0);
-    const row = await freeBudget(trx, deps, owner, lease, needed, now);
-    if (!row) return { granted: false as const };
-    const free = limit - row.tokens_used - row.tokens_reserved;
-    const grant = Math.max(0, needed, Math.min(needed + slack(lease, tokens), Math.floor(free / 2)));
-    const updated = grant > 0 ? await addToBudget(trx, lease.budget, { reserved: grant, used: 0, limit, now }) : row;
-    if (!updated) throw new Error('budget row changed under its lock');
-    let id = lease.id;
-    if (alive && id !== null) {
-      if (grant > 0) await stretchLease(trx, lease.budget.tenantId, id, grant, expiresAt);
-    } else {
-      id = deps.ids.next('lse');
-      await insertReservation(trx, {
-        id,
-        tenant_id: owner.tenantId,
-        user_id: owner.userId,
-        api_key_id: null,
-        period_start: lease.period.start,
-        tokens: grant,
-        status: 'held',
-        charged: null,
-        created_at: now,
-        expires_at: expiresAt,
-        closed_at: null,
-      });
-    }
-    return { granted: true as const, id, alive, grant, row: updated };
-  });
+  const { tenantId } = lease.budget;
+  lease.inGrow = true;
+  let outcome: { granted: false } | { granted: true; id: string | null; size: number; row: BudgetRow };
+  try {
+    outcome = await transaction(deps.db.kysely, async (trx) => {
+      const alive = lease.id !== null && (await stretchLease(trx, tenantId, lease.id, { tokens: 0, expiresAt, now }));
+      await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
+      await ensureBudget(trx, tenantId, owner.userId, lease.period, now);
+      const row = await lockBudget(trx, deps.db.dialect, lease.budget);
+      if (!row) throw new Error('budget row missing after ensureBudget');
+      const base = alive ? lease.granted : 0;
+      if (limit === null) return { granted: true as const, id: alive ? lease.id : null, size: base, row };
+      const committed = tokens + lease.held + lease.charged;
+      const room = limit - (row.tokens_used + row.tokens_reserved - base);
+      if (committed > room) {
+        await noteExceeded(trx, deps, owner, lease.period);
+        return { granted: false as const };
+      }
+      const size = committed + Math.min(slack(lease, tokens), Math.floor((room - committed) / 2));
+      const updated =
+        size !== base
+          ? await addToBudget(trx, lease.budget, { reserved: size - base, used: 0, limit: null, now })
+          : row;
+      if (!updated) throw new Error('budget row missing under its lock');
+      let id = lease.id;
+      if (alive && id !== null) {
+        if (size !== base) await stretchLease(trx, tenantId, id, { tokens: size - base, expiresAt, now });
+      } else {
+        id = deps.ids.next('lse');
+        await insertReservation(trx, {
+          id,
+          tenant_id: tenantId,
+          user_id: owner.userId,
+          api_key_id: null,
+          period_start: lease.period.start,
+          tokens: size,
+          status: 'held',
+          charged: null,
+          created_at: now,
+          expires_at: expiresAt,
+          closed_at: null,
+        });
+      }
+      return { granted: true as const, id, size, row: updated };
+    });
+  } finally {
+    lease.inGrow = false;
+  }
   if (!outcome.granted) {
     forgetBudget(deps, lease.budget);
     throw quotaExceeded(await readBudget(deps, owner, now), tokens, deps.clock.now());
   }
-  lease.granted = outcome.alive ? lease.granted + outcome.grant : outcome.grant;
+  lease.granted = outcome.size;
   lease.id = outcome.id;
-  lease.validUntil = expiresAt;
+  if (outcome.id !== null) lease.validUntil = expiresAt;
   lease.limit = limit;
   lease.row = outcome.row;
   return take(deps, lease, owner, tokens, deps.clock.now());
-}
-
-/**
- * The budget row, locked, when `needed` more tokens fit in it; else undefined, with the budget
- * marked exceeded (quota.exceeded, once). Expired holds of the user are freed first when it does
- * not fit as it is, as a direct reservation does.
- */
-async function freeBudget(
-  trx: Kysely<Database>,
-  deps: Deps,
-  owner: BudgetOwner,
-  lease: Lease,
-  needed: number,
-  now: number,
-): Promise<BudgetRow | undefined> {
-  const limit = owner.limits.tokenBudget ?? 0;
-  const fits = (row: BudgetRow | undefined) => row && row.tokens_used + row.tokens_reserved + needed <= limit;
-  let row = await lockBudget(trx, deps.db.dialect, lease.budget);
-  if (fits(row)) return row;
-  if (!row) await ensureBudget(trx, owner.tenantId, owner.userId, lease.period, now);
-  await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
-  row = await lockBudget(trx, deps.db.dialect, lease.budget);
-  if (fits(row)) return row;
-  await noteExceeded(trx, deps, owner, lease.period);
-  return undefined;
 }
 
 /** Charges what a call used and ends its hold; the charge is written with the next flush. */
@@ -328,15 +329,19 @@ interface LeaseWrite {
 }
 
 /**
- * Takes what each lease has to write: its charges, the tokens they used up, and the part of the
- * slice it no longer needs (beyond about two flushes of demand; all of it once idle, or with
- * `final`). Holds past TOKEN_RESERVATION_TTL that were never settled are dropped here, as the
- * sweeper expires a direct reservation. Applied at once in memory; `restoreLeases` undoes it.
+ * Takes what each lease has to write: its charges, and how much its row gives back (or takes:
+ * when calls used more than they held, the row still covers every call in flight, and the
+ * budget counts the overuse as it counts any charge, in full). The row keeps the calls in flight
+ * and about two flushes of demand; nothing once idle or with `final`. Holds past
+ * TOKEN_RESERVATION_TTL that were never settled are dropped, as the sweeper expires a direct
+ * reservation. A lease whose slice is growing is left for the next flush. Applied at once in
+ * memory; `restoreLeases` undoes it.
  */
 export function drainLeases(deps: Deps, options: { final?: boolean } = {}): LeaseWrite[] {
   const now = deps.clock.now();
   const writes: LeaseWrite[] = [];
   for (const lease of deps.budgetLeases.leases.values()) {
+    if (lease.inGrow) continue;
     for (const hold of lease.holds) {
       if (hold.expiresAt > now) continue;
       hold.open = false;
@@ -346,11 +351,13 @@ export function drainLeases(deps: Deps, options: { final?: boolean } = {}): Leas
     lease.rate = Math.max(lease.demand, Math.floor(lease.rate / 2));
     lease.demand = 0;
     const idle = lease.held === 0 && lease.growing === 0 && (options.final || now - lease.lastUsed >= LEASE_IDLE_MS);
-    const usedUp = Math.min(lease.charged, lease.granted);
-    const unused = Math.max(0, lease.granted - usedUp - lease.held);
-    const keep = lease.limit === null || idle ? 0 : 2 * lease.rate;
-    const returned = usedUp + Math.max(0, unused - keep);
-    const close = idle && lease.id !== null;
+    let size = 0;
+    if (lease.id !== null && lease.limit !== null && !idle) {
+      const spare = Math.max(0, lease.granted - lease.charged - lease.held);
+      size = lease.held + Math.min(spare, 2 * lease.rate);
+    }
+    const returned = lease.granted - size;
+    const close = lease.id !== null && size === 0 && lease.growing === 0;
     const renew = lease.id !== null && lease.validUntil - now < LEASE_TTL_MS / 2;
     if (lease.charged === 0 && returned === 0 && !close && !renew) {
       if (idle && lease.id === null && lease.flushing === null) deps.budgetLeases.leases.delete(lease.key);
@@ -359,7 +366,7 @@ export function drainLeases(deps: Deps, options: { final?: boolean } = {}): Leas
     writes.push({ lease, id: lease.id, charged: lease.charged, returned, close, expiresAt: now + LEASE_TTL_MS });
     lease.flushing = { charged: lease.charged, returned };
     lease.charged = 0;
-    lease.granted -= returned;
+    lease.granted = size;
     if (close) lease.id = null;
   }
   // Budget rows in one order on every instance, so two flushes never wait on each other in a circle.

@@ -101,7 +101,9 @@ export function findReservation(db: Kysely<Database>, tenantId: string, id: stri
 
 /**
  * Closes a held reservation (settled, released or expired), of `userId` when given. Conditional
- * on it still being held, so of two racing closers exactly one gets the row back and adjusts the budget.
+ * on it still being held, so of two racing closers exactly one gets the row back and adjusts the
+ * budget; expiring is also conditional on the row being past its expiry still (a lease row is
+ * renewed: one listed as expired a moment ago may have been renewed since).
  */
 export function closeReservation(
   db: Kysely<Database>,
@@ -116,6 +118,7 @@ export function closeReservation(
     .where('tenant_id', '=', tenantId)
     .where('id', '=', id)
     .where('status', '=', 'held');
+  if (change.status === 'expired') query = query.where('expires_at', '<=', change.now);
   if (userId !== undefined) query = query.where('user_id', '=', userId);
   return query.returning(['user_id', 'period_start', 'tokens']).executeTakeFirst();
 }
@@ -169,20 +172,23 @@ export function lockBudget(db: Kysely<Database>, dialect: Dialect, key: BudgetKe
   return lockForUpdate(query, dialect).executeTakeFirst();
 }
 
-/** Adds tokens to a held lease row and moves its expiry; false when the row is no longer held. */
+/**
+ * Adds tokens to a held lease row and moves its expiry; false when the row is no longer held or
+ * already past its expiry (the sweeper may be freeing its tokens: its owner takes a new row).
+ */
 export async function stretchLease(
   db: Kysely<Database>,
   tenantId: string,
   id: string,
-  tokens: number,
-  expiresAt: number,
+  change: { tokens: number; expiresAt: number; now: number },
 ): Promise<boolean> {
   const result = await db
     .updateTable('token_reservations')
-    .set((eb) => ({ tokens: eb('tokens', '+', tokens), expires_at: expiresAt }))
+    .set((eb) => ({ tokens: eb('tokens', '+', change.tokens), expires_at: change.expiresAt }))
     .where('tenant_id', '=', tenantId)
     .where('id', '=', id)
     .where('status', '=', 'held')
+    .where('expires_at', '>', change.now)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }

@@ -54,15 +54,23 @@ export function meterRequest(deps: Deps, reply: HeaderSink, principal: Principal
 /**
  * Writes, in one transaction, the queued usage events and request counts with their rollups, and
  * the budget leases' charges (budget-leases.ts): a charge and its record stand or fall together.
- * What fails is kept for the next try. One flush at a time: a second waits for the first.
- * `final` (shutdown) gives back every lease.
+ * What fails is kept for the next try. One flush at a time; while one runs, callers share the
+ * one that waits for it (it writes everything queued when it starts). `final` (shutdown) gives
+ * back every lease.
  */
 export function flushUsage(deps: Deps, options: { final?: boolean } = {}): Promise<void> {
-  const leases = deps.budgetLeases;
-  const run = (leases.flushing ?? Promise.resolve()).catch(() => undefined).then(() => writeUsage(deps, options));
-  leases.flushing = run;
+  const registry = deps.budgetLeases;
+  if (registry.nextFlush && !options.final) return registry.nextFlush;
+  const run: Promise<void> = (registry.flushing ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(() => {
+      if (registry.nextFlush === run) registry.nextFlush = null;
+      return writeUsage(deps, options);
+    });
+  registry.nextFlush = run;
+  registry.flushing = run;
   const done = () => {
-    if (leases.flushing === run) leases.flushing = null;
+    if (registry.flushing === run) registry.flushing = null;
   };
   run.then(done, done);
   return run;
@@ -72,19 +80,20 @@ async function writeUsage(deps: Deps, options: { final?: boolean }): Promise<voi
   const batch = deps.requestCounts.drain();
   const leaseWrites = drainLeases(deps, options);
   if (batch.events.length === 0 && batch.deltas.length === 0 && leaseWrites.length === 0) return;
+  let written: Awaited<ReturnType<typeof writeLeases>>;
   try {
-    const written = await transaction(deps.db.kysely, async (trx) => {
+    written = await transaction(deps.db.kysely, async (trx) => {
       await insertUsageEvents(trx, batch.events);
       await addToRollups(trx, batch.deltas);
       // Last: on PostgreSQL the budget rows stay locked only for the end of the transaction.
       return writeLeases(trx, deps, leaseWrites);
     });
-    commitLeases(deps, written);
   } catch (error) {
     deps.requestCounts.restore(batch);
     restoreLeases(leaseWrites);
     throw error;
   }
+  commitLeases(deps, written);
 }
 
 /** The budget owner for a user named by an app backend (service key) or an admin. */
