@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { type FakeLlm, startFakeLlm } from '../../server/test/fake-llm.js';
+import { type FakeLlm, startFakeLlm, tenantServedBy } from '../../server/test/fake-llm.js';
 import { createHarness, type Harness, listen } from '../../server/test/harness.js';
 import {
   AuthenticationError,
@@ -138,15 +138,7 @@ describe('@gatehouse/sdk client', () => {
   });
 
   it('completes and streams LLM calls, and keeps vault data (saveAuth, getAuth, revokeAuth)', async () => {
-    const t = await h.tenant();
-    const admin = await t.admin();
-    const provider = await h.request({
-      method: 'POST',
-      url: '/api/admin/llm/providers',
-      token: admin.accessToken,
-      body: { name: 'fake', base_url: llm.url, api_key: 'sk-fake', models: ['gpt-test'] },
-    });
-    assert.equal(provider.status, 201, provider.text);
+    const t = await tenantServedBy(h, llm);
     const client = createClient({ baseUrl, tenant: t.publishableKey });
     await client.auth.register({ email: 'llm@example.com', password: 'correct horse battery staple' });
     const answer = await client.llm.complete({ prompt: 'Say hello', model: 'gpt-test' });

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Harness, TestTenant } from './harness.js';
 
 /** How the fake provider answers its next requests (a queue; `ok` once it is empty). */
 export type Behaviour =
@@ -128,4 +129,18 @@ export async function startFakeLlm(): Promise<FakeLlm> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** A new tenant whose model `gpt-test` is served by `fake` (provider `fake`, key `sk-fake`). */
+export async function tenantServedBy(h: Harness, fake: FakeLlm): Promise<TestTenant> {
+  const t = await h.tenant();
+  const admin = await t.admin();
+  const res = await h.request({
+    method: 'POST',
+    url: '/api/admin/llm/providers',
+    token: admin.accessToken,
+    body: { name: 'fake', base_url: fake.url, api_key: 'sk-fake', models: ['gpt-test'] },
+  });
+  if (res.status !== 201) throw new Error(`adding the fake provider: ${res.status} ${res.text}`);
+  return t;
 }

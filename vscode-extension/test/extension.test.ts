@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type * as VscodeApi from 'vscode';
 import { approveDevice } from '../../server/test/device-page.js';
-import { type FakeLlm, startFakeLlm } from '../../server/test/fake-llm.js';
+import { type FakeLlm, startFakeLlm, tenantServedBy } from '../../server/test/fake-llm.js';
 import { createHarness, type Harness, listen, type TestTenant, type TestUser } from '../../server/test/harness.js';
 import { type AuthManager, activateWith } from '../src/main.js';
 
@@ -101,15 +101,7 @@ async function until(check: () => boolean, what: string, timeoutMs = 5_000) {
 
 describe('VS Code extension against a real Gatehouse', () => {
   it('signs in through the browser, shows live usage, asks, restores at start, and reacts to revocation', async () => {
-    const t = await h.tenant();
-    const admin = await t.admin();
-    const provider = await h.request({
-      method: 'POST',
-      url: '/api/admin/llm/providers',
-      token: admin.accessToken,
-      body: { name: 'fake', base_url: llm.url, api_key: 'sk-fake', models: ['gpt-test'] },
-    });
-    assert.equal(provider.status, 201, provider.text);
+    const t = await tenantServedBy(h, llm);
     const person = await t.user();
     const secrets = new Map<string, string>();
 

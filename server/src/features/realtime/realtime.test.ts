@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
+import { type FakeLlm, startFakeLlm, tenantServedBy } from '../../../test/fake-llm.js';
 import { connectFeed, eventOf, type FeedClient } from '../../../test/feed-client.js';
 import { createHarness, type Harness, listen, type TestUser } from '../../../test/harness.js';
 
@@ -243,15 +243,7 @@ describe('GET /api/realtime (WebSocket)', () => {
   });
 
   it('runs an LLM request: chunks as updates, then complete with usage, then the usage change', async () => {
-    const t = await h.tenant();
-    const admin = await t.admin();
-    const provider = await h.request({
-      method: 'POST',
-      url: '/api/admin/llm/providers',
-      token: admin.accessToken,
-      body: { name: 'fake', base_url: llm.url, api_key: 'sk-fake', models: ['gpt-test'] },
-    });
-    assert.equal(provider.status, 201, provider.text);
+    const t = await tenantServedBy(h, llm);
     const user = await t.user();
     const { client } = await feed(user.apiKey);
     client.send({ type: 'request', correlationId: 'q1', data: { model: 'gpt-test', prompt: 'Say hello' } });

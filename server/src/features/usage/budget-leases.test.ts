@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type FakeLlm, startFakeLlm } from '../../../test/fake-llm.js';
+import { type FakeLlm, startFakeLlm, tenantServedBy } from '../../../test/fake-llm.js';
 import { createHarness, type Harness, type TestTenant, type TestUser } from '../../../test/harness.js';
 import { transaction } from '../../db/index.js';
 import { countMessageTokens } from '../llm/tokens.js';
@@ -30,18 +30,7 @@ const ask = { model: 'gpt-test', messages: [{ role: 'user', content: 'Say hello'
 /** What one call of `ask` holds: its prompt, counted, and max_tokens. */
 const holdOf = async () => (await countMessageTokens(ask.messages)) + ask.max_tokens;
 
-async function tenantWithProvider(): Promise<TestTenant> {
-  const t = await h.tenant();
-  const admin = await t.admin();
-  const res = await h.request({
-    method: 'POST',
-    url: '/api/admin/llm/providers',
-    token: admin.accessToken,
-    body: { name: 'fake', base_url: fake.url, api_key: 'sk-fake', models: ['gpt-test'] },
-  });
-  assert.equal(res.status, 201, res.text);
-  return t;
-}
+const tenantWithProvider = () => tenantServedBy(h, fake);
 
 const complete = (user: TestUser, request = h.request) =>
   request({ method: 'POST', url: '/api/llm/v1/chat/completions', token: user.apiKey, body: ask });
