@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { type FakeLlm, startFakeLlm, tenantServedBy } from '../../../test/fake-llm.js';
 import { createHarness, type Harness, type TestTenant, type TestUser } from '../../../test/harness.js';
 import { transaction } from '../../db/index.js';
@@ -7,6 +8,7 @@ import { countMessageTokens } from '../llm/tokens.js';
 import { addToBudget, closeReservation, findExpiredHolds } from './budget.repo.js';
 import { type BudgetOwner, expireHolds, expireReservations, reserveTokens } from './budget.service.js';
 import { holdTokens, LEASE_TTL_MS } from './budget-leases.js';
+import { flushUsage } from './usage.service.js';
 
 const pg = Boolean(process.env.TEST_DATABASE_URL);
 
@@ -244,6 +246,40 @@ describe('budget leases (the LLM gateway’s holds and charges)', () => {
     await t.putOnPlan(user.id, { tokens_per_month: 100, max_tokens_per_request: 1_000 });
     const refused = await complete(user);
     assert.equal(refused.status, 429, refused.text);
+  });
+
+  it('a flush that fails keeps the charges, and the next writes them once with their records', async () => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    assert.equal((await complete(user)).status, 200);
+    await usageOf(user);
+    assert.equal((await complete(user)).status, 200); // charged in memory
+    const db = h.deps.db.kysely;
+    // The database refuses usage events for a moment: the flush's one transaction fails whole.
+    if (pg) {
+      await sql`create function refuse_usage() returns trigger language plpgsql as $$ begin raise exception 'refused'; end $$`.execute(
+        db,
+      );
+      await sql`create trigger refuse_usage before insert on usage_events for each row execute function refuse_usage()`.execute(
+        db,
+      );
+    } else {
+      await sql`create trigger refuse_usage before insert on usage_events begin select raise(abort, 'refused'); end`.execute(
+        db,
+      );
+    }
+    try {
+      await assert.rejects(flushUsage(h.deps), /refused/);
+      assert.equal((await stored(user, t)).budget.tokens_used, 18, 'nothing of it was written');
+    } finally {
+      await sql`drop trigger refuse_usage${sql.raw(pg ? ' on usage_events' : '')}`.execute(db);
+      if (pg) await sql`drop function refuse_usage()`.execute(db);
+    }
+    const usage = await usageOf(user);
+    assert.deepEqual([usage.tokens_used, usage.tokens_reserved, usage.totals.llm_requests], [36, 0, 2]);
+    const { budget, leases } = await stored(user, t);
+    assert.equal(budget.tokens_used, 36, 'written once');
+    assert.equal(budget.tokens_reserved, leases[0].tokens);
   });
 
   it('a lease is no reservation of the API: settling its id answers 404', async () => {
