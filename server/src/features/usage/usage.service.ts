@@ -7,7 +7,7 @@ import { requireUser } from '../accounts/accounts.service.js';
 import { limitsOf } from '../plans/plans.service.js';
 import { findReservation } from './budget.repo.js';
 import { type BudgetOwner, budgetOf, presentBudget } from './budget.service.js';
-import { commitLeases, drainLeases, restoreLeases, writeLeases } from './budget-leases.js';
+import { commitLeases, drainLeases, restoreLeases, writeLeases } from './budget-lease-flush.js';
 import { bucketStart, periodAt } from './periods.js';
 import {
   applyLimitStates,
