@@ -53,7 +53,7 @@ export function meterRequest(deps: Deps, reply: HeaderSink, principal: Principal
 
 /**
  * Writes, in one transaction, the queued usage events and request counts with their rollups, and
- * the budget leases' charges (budget-leases.ts): a charge and its record stand or fall together.
+ * the budget leases' charges (budget-lease-flush.ts): a charge and its record stand or fall together.
  * What fails is kept for the next try. One flush at a time; while one runs, callers share the
  * one that waits for it (it writes everything queued when it starts). `final` (shutdown) gives
  * back every lease.
