@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
-import { addToBudget, type BudgetRow, ensureBudget, shrinkLease } from './budget.repo.js';
+import { addToBudget, type BudgetRow, shrinkLease } from './budget.repo.js';
 import { checkExhausted, forgetBudget } from './budget.service.js';
 import { LEASE_IDLE_MS, LEASE_TTL_MS, type Lease } from './budget-leases.js';
 
@@ -83,12 +83,8 @@ export async function writeLeases(trx: Kysely<Database>, deps: Deps, writes: Lea
       // A closed row gives back everything it still held (nothing, unless this instance lost count).
       if (left !== undefined) fromRow = write.returned + (write.close ? left : 0);
     }
-    let row = await addToBudget(trx, lease.budget, { reserved: -fromRow, used: write.charged, limit: null, now });
-    if (!row && write.charged > 0 && lease.row === undefined) {
-      // First charge of a plan without a limit (nothing was ever held, so the row may not exist yet).
-      await ensureBudget(trx, lease.budget.tenantId, lease.budget.userId, lease.period, now);
-      row = await addToBudget(trx, lease.budget, { reserved: 0, used: write.charged, limit: null, now });
-    }
+    // The row exists: every lease read or grew it before its first call (none once the user is deleted).
+    const row = await addToBudget(trx, lease.budget, { reserved: -fromRow, used: write.charged, limit: null, now });
     await checkExhausted(trx, deps, lease.owner, row);
     rows.push({ write, row, alive });
   }

@@ -112,12 +112,7 @@ export function createBudgetLeases(): BudgetLeases {
     nextFlush: null,
     adjust(key, stored) {
       const lease = leases.get(leaseKey(key));
-      if (!lease) return stored;
-      const { flushing } = lease;
-      return {
-        used: stored.used + lease.charged + (flushing?.charged ?? 0),
-        reserved: stored.reserved - lease.granted - (flushing?.returned ?? 0) + lease.held,
-      };
+      return lease ? corrected(lease, stored) : stored;
     },
     async settled(key) {
       const lease = leases.get(leaseKey(key));
@@ -130,6 +125,15 @@ export function createBudgetLeases(): BudgetLeases {
 }
 
 const available = (lease: Lease) => lease.granted - lease.held - lease.charged;
+
+/** A budget as stored, with this lease's unwritten charges as used and its slice only as far as calls hold it. */
+function corrected(lease: Lease, stored: { used: number; reserved: number }) {
+  const { flushing } = lease;
+  return {
+    used: stored.used + lease.charged + (flushing?.charged ?? 0),
+    reserved: stored.reserved - lease.granted - (flushing?.returned ?? 0) + lease.held,
+  };
+}
 
 function leaseFor(deps: Deps, owner: BudgetOwner, now: number): Lease {
   const period = periodAt(owner.limits.tokenPeriod, now);
@@ -306,9 +310,10 @@ export function budgetOfHold(hold: Hold): BudgetView {
 
 /** The budget as the lease last wrote it, with what this instance holds and charged since. */
 function leaseView(lease: Lease): BudgetView {
-  const { row, flushing } = lease;
-  return budgetView(lease.owner, lease.period, {
-    used: (row?.tokens_used ?? 0) + lease.charged + (flushing?.charged ?? 0),
-    reserved: (row?.tokens_reserved ?? 0) - lease.granted - (flushing?.returned ?? 0) + lease.held,
-  });
+  const { row } = lease;
+  return budgetView(
+    lease.owner,
+    lease.period,
+    corrected(lease, { used: row?.tokens_used ?? 0, reserved: row?.tokens_reserved ?? 0 }),
+  );
 }

@@ -251,8 +251,8 @@ export async function reserveTokens(
 }
 
 /**
- * Queues the usage event and its rollups (written within a second by flushUsage; ADR 0008). Called
- * once the charge is committed: the budget is the exact, durable account; these are its records.
+ * Queues the usage event and its rollups, written within a second by flushUsage (ADR 0008): after
+ * a direct charge commits, or with the lease charge it records, in the same flush (ADR 0011).
  */
 export function recordUsage(deps: Deps, owner: BudgetOwner, usage: UsageRecord) {
   const now = deps.clock.now();

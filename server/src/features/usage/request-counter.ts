@@ -30,14 +30,39 @@ export function createRequestCounter(): RequestCounter {
   // one rollup change per combination, however many calls there were.
   let pending = new Map<string, UsageDelta>();
   let events: UsageEventRow[] = [];
-  const merge = (delta: UsageDelta) => {
-    const hour = bucketStart('hour', delta.at);
-    const key = `${delta.tenantId}\u0000${delta.userId}\u0000${delta.apiKeyId ?? ''}\u0000${delta.model ?? ''}\u0000${delta.provider ?? ''}\u0000${hour}`;
-    const existing = pending.get(key);
+  /** The pending delta of this combination and hour, made empty the first time. */
+  const entry = (
+    tenantId: string,
+    userId: string,
+    apiKeyId: string | null,
+    model: string | null,
+    provider: string | null,
+    at: number,
+  ): UsageDelta => {
+    const hour = bucketStart('hour', at);
+    const key = `${tenantId}\u0000${userId}\u0000${apiKeyId ?? ''}\u0000${model ?? ''}\u0000${provider ?? ''}\u0000${hour}`;
+    let existing = pending.get(key);
     if (!existing) {
-      pending.set(key, { ...delta, at: hour });
-      return;
+      existing = {
+        tenantId,
+        userId,
+        apiKeyId,
+        model,
+        provider,
+        at: hour,
+        requests: 0,
+        llmRequests: 0,
+        errors: 0,
+        promptTokens: 0,
+        completionTokens: 0,
+        costMicros: 0,
+      };
+      pending.set(key, existing);
     }
+    return existing;
+  };
+  const merge = (delta: UsageDelta) => {
+    const existing = entry(delta.tenantId, delta.userId, delta.apiKeyId, delta.model, delta.provider, delta.at);
     existing.requests += delta.requests;
     existing.llmRequests += delta.llmRequests;
     existing.errors += delta.errors;
@@ -46,21 +71,9 @@ export function createRequestCounter(): RequestCounter {
     existing.costMicros += delta.costMicros;
   };
   return {
-    add: (tenantId, userId, apiKeyId, at) =>
-      merge({
-        tenantId,
-        userId,
-        apiKeyId,
-        model: null,
-        provider: null,
-        at,
-        requests: 1,
-        llmRequests: 0,
-        errors: 0,
-        promptTokens: 0,
-        completionTokens: 0,
-        costMicros: 0,
-      }),
+    add(tenantId, userId, apiKeyId, at) {
+      entry(tenantId, userId, apiKeyId, null, null, at).requests += 1;
+    },
     record(event, delta) {
       events.push(event);
       merge(delta);
