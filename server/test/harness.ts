@@ -190,10 +190,17 @@ export async function createHarness(
   const instances: Instance[] = [];
   const startInstance = async (): Promise<Instance> => {
     const deps = await createDeps({ config, log, masterKey, dbOptions, clock, limiterNamespace });
-    await migrateToLatest(deps.db);
-    await deps.keyring.load();
-    const app = await buildApp(deps);
-    await app.ready();
+    let app: GatehouseApp;
+    try {
+      await migrateToLatest(deps.db);
+      await deps.keyring.load();
+      app = await buildApp(deps);
+      await app.ready();
+    } catch (error) {
+      // Pools and sockets left open would keep the test process alive after the failure.
+      await closeDeps(deps).catch(() => {});
+      throw error;
+    }
     const instance = { app, deps, request: requester(app) };
     instances.push(instance);
     return instance;
