@@ -61,4 +61,19 @@ describe('loadConfig', () => {
     assert.equal(config.tokens.accessTtlMs, 300_000);
     assert.throws(() => loadConfig({ REFRESH_TOKEN_IDLE_TTL: '40d' }), /REFRESH_TOKEN_IDLE_TTL must not exceed/);
   });
+
+  it('bounds database waits and keeps /metrics off by default; refuses a short METRICS_TOKEN and METRICS_PORT = PORT', () => {
+    const config = loadConfig({});
+    assert.deepEqual(config.database, { connectTimeoutMs: 5_000, statementTimeoutMs: 30_000 });
+    assert.deepEqual(config.metrics, { token: undefined, port: undefined });
+    assert.equal(config.shutdownTimeoutMs, 10_000);
+    assert.throws(
+      () => loadConfig({ METRICS_TOKEN: 'short', PORT: '9000', METRICS_PORT: '9000', DATABASE_STATEMENT_TIMEOUT: 'x' }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.problems.some((p) => p.startsWith('METRICS_TOKEN')) &&
+        error.problems.some((p) => p.startsWith('METRICS_PORT')) &&
+        error.problems.some((p) => p.startsWith('DATABASE_STATEMENT_TIMEOUT')),
+    );
+  });
 });

@@ -79,6 +79,15 @@ export interface Config {
     /** …for this long, before one trial call is let through. */
     breakerCooldownMs: number;
   };
+  /** PostgreSQL: how long a connect and a statement may take (a hung database answers 503, not never). */
+  database: { connectTimeoutMs: number; statementTimeoutMs: number };
+  /**
+   * Who may read /metrics: callers with this bearer token on the main port, and anyone reaching
+   * `port` (a management port to keep off the internet). Neither: /metrics answers 404.
+   */
+  metrics: { token?: string; port?: number };
+  /** On SIGTERM: how long requests and streams in flight may take before they are cut. */
+  shutdownTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -166,6 +175,14 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push(`OUTBOUND_ALLOWED_NETWORKS: ${(error as Error).message}`);
   }
 
+  const metricsToken = read('METRICS_TOKEN');
+  // OWASP ASVS 5.0 V6.2.1 (a secret of at least 128 bits): 22 base64 characters or more.
+  if (metricsToken !== undefined && metricsToken.length < 22) {
+    problems.push('METRICS_TOKEN must be at least 22 characters (generate one: openssl rand -base64 24)');
+  }
+  const metricsPort = read('METRICS_PORT') === undefined ? undefined : integer('METRICS_PORT', 0, 1, 65535);
+  if (metricsPort !== undefined && metricsPort === port) problems.push('METRICS_PORT must differ from PORT');
+
   const config: Config = {
     nodeEnv,
     port,
@@ -217,6 +234,12 @@ export function loadConfig(env: Env = process.env): Config {
       breakerFailures: integer('LLM_BREAKER_FAILURES', 5, 1, 1000),
       breakerCooldownMs: duration('LLM_BREAKER_COOLDOWN', '30s', 100),
     },
+    database: {
+      connectTimeoutMs: duration('DATABASE_CONNECT_TIMEOUT', '5s', 100),
+      statementTimeoutMs: duration('DATABASE_STATEMENT_TIMEOUT', '30s', 100),
+    },
+    metrics: { token: metricsToken, port: metricsPort },
+    shutdownTimeoutMs: duration('SHUTDOWN_TIMEOUT', '10s', 0),
   };
   if (config.realtime.broker === 'redis' && !config.redisUrl) problems.push('REALTIME_BROKER=redis needs REDIS_URL');
   if (config.realtime.broker === 'postgres' && !config.databaseUrl) {

@@ -58,14 +58,26 @@ export interface DepsOptions {
 
 export function dbOptionsFromConfig(config: Config): DbOptions {
   return config.databaseUrl
-    ? { dialect: 'postgres', connectionString: config.databaseUrl }
+    ? { dialect: 'postgres', connectionString: config.databaseUrl, timeouts: config.database }
     : { dialect: 'sqlite', filename: sqliteFile(config.dataDir) };
+}
+
+/**
+ * A connection lost outside any query is logged, never thrown: the pool opens a new one for the
+ * next query, and requests answer 503 database_unavailable until the database is back.
+ */
+function withConnectionLog(options: DbOptions, log: Logger): DbOptions {
+  if (options.dialect !== 'postgres') return options;
+  return {
+    ...options,
+    onConnectionError: (error) => log.warn({ err: error }, 'database connection lost; reconnecting on next use'),
+  };
 }
 
 export async function createDeps(options: DepsOptions): Promise<Deps> {
   const { config, log } = options;
   const clock = options.clock ?? { now: () => Date.now() };
-  const db = await createDb(options.dbOptions ?? dbOptionsFromConfig(config));
+  const db = await createDb(withConnectionLog(options.dbOptions ?? dbOptionsFromConfig(config), log));
   const ids = createIds(() => clock.now());
   const masterKey = createMasterKey(options.masterKey);
   // The Redis client is loaded only when configured: we would otherwise carry it idle.

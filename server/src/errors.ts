@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { isDatabaseUnavailable } from './db/unavailable.js';
 import { HasherOverloadedError } from './lib/password-hasher.js';
 
 /**
@@ -33,6 +34,7 @@ export const ERROR_STATUS = {
   overloaded: 503,
   not_ready: 503,
   limits_unavailable: 503,
+  database_unavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
@@ -111,6 +113,13 @@ export function handleError(error: FastifyError | AppError, request: FastifyRequ
   if (status >= 400 && status < 500) {
     // Fastify's own client errors (bad JSON, empty body...): their messages are safe to show.
     return send(status, 'invalid_request', fastifyError.message);
+  }
+  if (isDatabaseUnavailable(error)) {
+    // Down, restarting, failing over or hung: the client may retry, here or on another instance.
+    request.log.error({ err: error }, 'database unavailable');
+    return send(503, 'database_unavailable', 'The database is unavailable; retry shortly', undefined, {
+      'retry-after': '5',
+    });
   }
   request.log.error({ err: error }, 'unhandled error');
   return send(500, 'internal_error', 'Internal server error');

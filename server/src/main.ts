@@ -13,7 +13,9 @@ import {
   listTenants,
 } from './features/tenants/tenants.service.js';
 import { rotateVault } from './features/vault/vault.service.js';
+import { startManagementServer } from './http/metrics.js';
 import { SYSTEM_ACTOR } from './http/principal.js';
+import { closeGracefully, installProcessPolicy, trackResponses } from './lifecycle.js';
 import { createLogger } from './logger.js';
 import { resolveMasterKey } from './master-key-file.js';
 
@@ -50,8 +52,12 @@ async function serve(): Promise<void> {
     );
   }
   const app = await buildApp(deps);
+  const responses = trackResponses(app.server);
   const setupToken = await issueSetupToken(deps);
   await app.listen({ port: config.port, host: config.host });
+  const management = config.metrics.port ? await startManagementServer(app, deps, config.metrics.port) : undefined;
+  if (management) log.info({ url: management.url }, 'management port: /metrics, /healthz, /readyz');
+  else if (!config.metrics.token) log.info('/metrics is off: set METRICS_TOKEN or METRICS_PORT to serve it');
   if (setupToken) {
     const body = JSON.stringify({ token: setupToken, email: 'you@example.com', password: '<a long password>' });
     process.stderr.write(
@@ -68,20 +74,37 @@ async function serve(): Promise<void> {
       ].join('\n'),
     );
   }
-  let closing = false;
-  const shutdown = async (signal: string) => {
-    if (closing) return;
-    closing = true;
-    log.info({ signal }, 'shutting down: finishing in-flight requests');
-    const force = setTimeout(() => process.exit(1), 10_000).unref();
-    await app.close();
-    await closeDeps(deps);
-    clearTimeout(force);
-    process.exit(0);
+  let stopping = false;
+  const shutdown = (reason: string, exitCode: 0 | 1) => {
+    if (stopping) return;
+    stopping = true;
+    void (async () => {
+      log.info({ reason, timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing requests in flight');
+      // The last resort, should a closing step hang past every bound of its own.
+      setTimeout(() => {
+        log.fatal('shutdown did not finish in time: exiting');
+        process.exit(1);
+      }, config.shutdownTimeoutMs + CLOSE_GRACE_MS).unref();
+      const clean = await closeGracefully(app, deps, {
+        timeoutMs: config.shutdownTimeoutMs,
+        responses,
+        alsoClose: management?.close,
+      });
+      log.info({ clean }, 'shut down');
+      await new Promise<void>((resolve) => log.flush(() => resolve()));
+      process.exit(clean ? exitCode : 1);
+    })().catch((error) => {
+      log.fatal({ err: error }, 'shutdown failed');
+      process.exit(1);
+    });
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  installProcessPolicy(deps, () => shutdown('uncaught exception', 1));
+  process.on('SIGTERM', () => shutdown('SIGTERM', 0));
+  process.on('SIGINT', () => shutdown('SIGINT', 0));
 }
+
+/** Past SHUTDOWN_TIMEOUT, how long the closing steps (flushes, database) may take before exit(1). */
+const CLOSE_GRACE_MS = 15_000;
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];

@@ -136,7 +136,10 @@ export function fieldsOf(res: TestResponse): string[] {
 
 export async function createHarness(
   env: Record<string, string> = {},
-  options: { operator?: boolean } = {},
+  options: {
+    operator?: boolean /** A PostgreSQL of the test's own instead of TEST_DATABASE_URL. */;
+    databaseUrl?: string;
+  } = {},
 ): Promise<Harness> {
   let offset = 0;
   const clock = {
@@ -166,14 +169,14 @@ export async function createHarness(
 
   let dropSchema: (() => Promise<void>) | undefined;
   let dbOptions: DbOptions = { dialect: 'sqlite', filename: ':memory:' };
-  const pgUrl = process.env.TEST_DATABASE_URL;
+  const pgUrl = options.databaseUrl ?? process.env.TEST_DATABASE_URL;
   if (pgUrl) {
     const schema = `t_${randomBytes(6).toString('hex')}`;
     const admin = new pg.Client({ connectionString: pgUrl });
     await admin.connect();
     await admin.query(`create schema ${schema}`);
     await admin.end();
-    dbOptions = { dialect: 'postgres', connectionString: pgUrl, schema, max: 20 };
+    dbOptions = { dialect: 'postgres', connectionString: pgUrl, schema, max: 20, timeouts: config.database };
     dropSchema = async () => {
       const client = new pg.Client({ connectionString: pgUrl });
       await client.connect();
@@ -187,10 +190,17 @@ export async function createHarness(
   const instances: Instance[] = [];
   const startInstance = async (): Promise<Instance> => {
     const deps = await createDeps({ config, log, masterKey, dbOptions, clock, limiterNamespace });
-    await migrateToLatest(deps.db);
-    await deps.keyring.load();
-    const app = await buildApp(deps);
-    await app.ready();
+    let app: GatehouseApp;
+    try {
+      await migrateToLatest(deps.db);
+      await deps.keyring.load();
+      app = await buildApp(deps);
+      await app.ready();
+    } catch (error) {
+      // Pools and sockets left open would keep the test process alive after the failure.
+      await closeDeps(deps).catch(() => {});
+      throw error;
+    }
     const instance = { app, deps, request: requester(app) };
     instances.push(instance);
     return instance;

@@ -4,6 +4,7 @@ import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
 import type pg from 'pg';
 import { migrations } from './migrations/index.js';
+import { guardPool, kyselyPool, type PoolTimeouts, poolConfig } from './postgres-pool.js';
 import type { Database } from './schema.js';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -15,12 +16,29 @@ export interface Db {
   pgPool?: pg.Pool;
   /** The PostgreSQL schema in use when not the default search path. */
   schema?: string;
+  /**
+   * PostgreSQL: a connection of its own for migrations, without the statement timeouts that bound
+   * serving traffic (an index built on a large table may take minutes).
+   */
+  migrationConnection?: () => { kysely: Kysely<Database>; close(): Promise<void> };
   close(): Promise<void>;
 }
 
 export type DbOptions =
   | { dialect: 'sqlite'; filename: string }
-  | { dialect: 'postgres'; connectionString: string; schema?: string; max?: number };
+  | {
+      dialect: 'postgres';
+      connectionString: string;
+      schema?: string;
+      max?: number;
+      /** Bounds on connecting and on statements (DATABASE_CONNECT_TIMEOUT, DATABASE_STATEMENT_TIMEOUT). */
+      timeouts?: PoolTimeouts;
+      /** A connection lost outside any query (the database restarted, a backend was killed). */
+      onConnectionError?: (error: Error) => void;
+    };
+
+/** Used when a caller gives none: the defaults of DATABASE_CONNECT_TIMEOUT and DATABASE_STATEMENT_TIMEOUT. */
+const DEFAULT_TIMEOUTS: PoolTimeouts = { connectTimeoutMs: 5_000, statementTimeoutMs: 30_000 };
 
 /** The SQLite file used when DATABASE_URL is absent. */
 export function sqliteFile(dataDir: string): string {
@@ -86,15 +104,31 @@ export async function createDb(options: DbOptions): Promise<Db> {
         ? (value: string) => Number(value)
         : pgModule.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
   };
-  const pool = new pgModule.Pool({
+  const base = {
     connectionString: options.connectionString,
-    max: options.max ?? 10,
     types: pgTypes,
     // A per-test schema (harness) or an operator-chosen one.
     options: options.schema ? `-c search_path=${options.schema}` : undefined,
-  });
-  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { kysely, dialect: 'postgres', pgPool: pool, schema: options.schema, close: () => kysely.destroy() };
+  };
+  const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
+  const onConnectionError = options.onConnectionError ?? (() => {});
+  const pool = new pgModule.Pool({ ...base, ...poolConfig(timeouts), max: options.max ?? 10 });
+  guardPool(pool, { onConnectionError });
+  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(pool) }) });
+  const migrationConnection = () => {
+    const single = new pgModule.Pool({ ...base, connectionTimeoutMillis: timeouts.connectTimeoutMs, max: 1 });
+    guardPool(single, { onConnectionError });
+    const migrating = new Kysely<Database>({ dialect: new PostgresDialect({ pool: kyselyPool(single) }) });
+    return { kysely: migrating, close: () => migrating.destroy() };
+  };
+  return {
+    kysely,
+    dialect: 'postgres',
+    pgPool: pool,
+    schema: options.schema,
+    migrationConnection,
+    close: () => kysely.destroy(),
+  };
 }
 
 /**
@@ -127,19 +161,38 @@ function withStatementCache(database: SQLite.Database): SQLite.Database {
 
 /** Runs every pending migration; throws with the failing migration's error. */
 export async function migrateToLatest(db: Db): Promise<string[]> {
-  const migrator = new Migrator({
-    db: db.kysely,
-    provider: { getMigrations: async () => migrations },
-    // Kysely looks for its bookkeeping tables in every schema unless told which one is ours.
-    migrationTableSchema: db.schema,
-  });
-  const { error, results } = await migrator.migrateToLatest();
-  if (error) throw error instanceof Error ? error : new Error(String(error));
-  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  const connection = db.migrationConnection?.();
+  try {
+    const migrator = new Migrator({
+      db: connection?.kysely ?? db.kysely,
+      provider: { getMigrations: async () => migrations },
+      // Kysely looks for its bookkeeping tables in every schema unless told which one is ours.
+      migrationTableSchema: db.schema,
+    });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) throw error instanceof Error ? error : new Error(String(error));
+    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  } finally {
+    await connection?.close();
+  }
 }
 
-export async function pingDb(db: Db): Promise<void> {
-  await sql`select 1`.execute(db.kysely);
+/**
+ * `select 1`, answered within `timeoutMs` or rejected: /readyz must say "not ready" in bounded time
+ * when the database hangs (the query itself is left to the pool's own timeouts).
+ */
+export async function pingDb(db: Db, timeoutMs = 2_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const ping = sql`select 1`.execute(db.kysely);
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the database did not answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([ping, late]);
+  } finally {
+    clearTimeout(timer);
+    ping.catch(() => {}); // the loser of the race may still fail; it has been answered for
+  }
 }
 
 /** True for a unique-constraint violation on either dialect (repos map it to `conflict`). */

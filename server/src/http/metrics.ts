@@ -1,3 +1,5 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { Histogram } from 'prom-client';
 import type { Deps } from '../deps.js';
@@ -29,4 +31,64 @@ export function registerRequestMetrics(app: FastifyInstance, deps: Deps): void {
     }
     done();
   });
+}
+
+/** The management listener (METRICS_PORT). */
+export interface ManagementServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * METRICS_PORT: a listener of its own for the operator's network (as Keycloak's management port):
+ * `/metrics` without a token, and `/healthz` and `/readyz` as the main port answers them, so
+ * probes and scrapers need no access to the public port. Nothing else is served there.
+ */
+export async function startManagementServer(app: FastifyInstance, deps: Deps, port: number): Promise<ManagementServer> {
+  const answer = async (request: IncomingMessage, response: ServerResponse) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/metrics') {
+      const text = await deps.metrics.metrics();
+      response.writeHead(200, { 'content-type': deps.metrics.contentType }).end(text);
+      return;
+    }
+    if (path === '/healthz' || path === '/readyz') {
+      const probe = await app.inject({ method: 'GET', url: path });
+      response.writeHead(probe.statusCode, { 'content-type': 'application/json; charset=utf-8' }).end(probe.body);
+      return;
+    }
+    response.writeHead(404, { 'content-type': 'application/json; charset=utf-8' });
+    response.end(
+      JSON.stringify({ error: { code: 'not_found', message: `No route for ${path} on the management port` } }),
+    );
+  };
+  const server = createServer((request, response) => {
+    answer(request, response).catch((error) => {
+      deps.log.error({ err: error }, 'management port: request failed');
+      if (!response.headersSent) response.writeHead(500);
+      response.end();
+    });
+  });
+  server.on('clientError', (_error, socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, deps.config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (error) => deps.log.error({ err: error }, 'management port failed'));
+  const { port: bound } = server.address() as AddressInfo;
+  return {
+    url: `http://${deps.config.host.includes(':') ? `[${deps.config.host}]` : deps.config.host}:${bound}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }

@@ -1,7 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import { pingDb } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
+import { AppError } from '../../errors.js';
 import type { App } from '../../http/schemas.js';
+import { safeEqual, sha256 } from '../../lib/tokens.js';
 
 const Check = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
 
@@ -11,6 +13,9 @@ const LIMIT_STATES = {
   per_instance: 'degraded: Redis unavailable, counting per instance (RATE_LIMIT_STORE_FAILURE=open)',
   refusing: 'failing: Redis unavailable, limited requests refused (RATE_LIMIT_STORE_FAILURE=closed)',
 } as const;
+
+/** How long /readyz waits for the database (below the usual 5 s probe timeout of orchestrators). */
+const READY_TIMEOUT_MS = 2_000;
 
 export function registerHealthRoutes(app: App, deps: Deps): void {
   const tags = ['operations'];
@@ -34,7 +39,8 @@ export function registerHealthRoutes(app: App, deps: Deps): void {
     async (_request, reply) => {
       const checks: Record<string, string> = {};
       try {
-        await pingDb(deps.db);
+        // Its own short bound: a hung database makes this 503, not a probe that never answers.
+        await pingDb(deps.db, READY_TIMEOUT_MS);
         checks.database = 'ok';
       } catch {
         checks.database = 'unreachable';
@@ -49,10 +55,25 @@ export function registerHealthRoutes(app: App, deps: Deps): void {
     },
   );
 
+  // Metrics name tenants, providers and routes: not for the public. On this port only with
+  // METRICS_TOKEN as a bearer token (as LiteLLM guards its own); METRICS_PORT serves them apart
+  // (as Keycloak's management port does). Neither set: 404, as if the route did not exist.
+  const { token } = deps.config.metrics;
   app.get(
     '/metrics',
-    { config: { auth: 'public' }, schema: { tags, summary: 'Prometheus metrics', hide: false } },
-    async (_request, reply) => {
+    {
+      config: { auth: 'public' },
+      // Documented always (docs/operations.md says who may read it), so the OpenAPI document does not depend on config.
+      schema: { tags, summary: 'Prometheus metrics', hide: false },
+    },
+    async (request, reply) => {
+      if (token === undefined) throw new AppError('not_found', 'No route for GET /metrics');
+      const given = /^Bearer +(.+)$/i.exec(request.headers.authorization ?? '')?.[1]?.trim() ?? '';
+      if (!safeEqual(sha256(given), sha256(token))) {
+        throw new AppError('unauthorized', 'The metrics token is required', {
+          headers: { 'www-authenticate': 'Bearer realm="metrics"' },
+        });
+      }
       reply.header('content-type', deps.metrics.contentType);
       return deps.metrics.metrics();
     },

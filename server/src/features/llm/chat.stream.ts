@@ -162,12 +162,16 @@ async function answerStream(
 
   reply.hijack();
   const out = reply.raw;
-  out.writeHead(200, {
+  // Set one by one, not passed to writeHead: so they stay readable on the response (the shutdown
+  // deadline looks for text/event-stream to end the stream with an error event).
+  const headers = {
     ...(reply.getHeaders() as Record<string, string>),
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
     'x-gatehouse-provider': provider.name,
-  });
+  };
+  for (const [name, value] of Object.entries(headers)) out.setHeader(name, value);
+  out.writeHead(200);
   const send = (data: string) => out.write(`data: ${data}\n\n`);
   const relayed = await relayStream(
     deps,

@@ -25,6 +25,7 @@ before(async () => {
     LLM_BREAKER_FAILURES: '2',
     LLM_BREAKER_COOLDOWN: `${BREAKER_COOLDOWN_MS}ms`,
     LLM_UPSTREAM_TIMEOUT: '500ms',
+    METRICS_TOKEN: 'routing-test-metrics-token-0123',
   });
   [primary, backup] = await Promise.all([startFakeLlm(), startFakeLlm()]);
   baseURL = `${await listen(h.app)}/api/llm/v1`;
@@ -245,7 +246,8 @@ describe('failing providers', () => {
     assert.equal(primary.calls.length, calls, 'the open circuit kept the call away from primary');
     const listed = await admin('GET', `/api/admin/llm/providers/${providerIds.primary}`);
     assert.equal(listed.body.circuit_open, true);
-    const metrics = (await h.request({ method: 'GET', url: '/metrics' })).text;
+    const metrics = (await h.request({ method: 'GET', url: '/metrics', token: 'routing-test-metrics-token-0123' }))
+      .text;
     assert.match(metrics, new RegExp(`gatehouse_llm_provider_circuit_open\\{tenant="${t.id}",provider="primary"\\} 1`));
     assert.match(
       metrics,

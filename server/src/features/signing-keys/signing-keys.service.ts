@@ -5,7 +5,12 @@ import { LRUCache } from 'lru-cache';
 import type { Database } from '../../db/schema.js';
 import type { Ids } from '../../lib/ids.js';
 import type { MasterKey } from '../../lib/master-key.js';
-import { insertActiveSigningKey, listSigningKeys, type SigningKeyRow } from './signing-keys.repo.js';
+import {
+  insertActiveSigningKey,
+  insertFirstSigningKey,
+  listSigningKeys,
+  type SigningKeyRow,
+} from './signing-keys.repo.js';
 
 const ALG = 'ES256';
 /** How long after a rotation every instance has picked up the new key (refresh every 60 s, plus margin). */
@@ -94,21 +99,29 @@ export function createKeyring(deps: KeyringDeps): Keyring {
     lastReload = deps.now();
   }
 
-  async function rotate(): Promise<string> {
+  /** A new key pair, its private half sealed under the master key. */
+  async function newKeyRow(): Promise<SigningKeyRow> {
     const { privateKey, publicKey } = await generateKeyPair(ALG, { extractable: true });
     const kid = deps.ids.next('sgk');
     const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: 'sig' };
     const privateJwk = await exportJWK(privateKey);
-    await insertActiveSigningKey(deps.db, {
+    return {
       id: kid,
       alg: ALG,
       public_jwk: JSON.stringify(publicJwk),
       private_sealed: deps.masterKey.seal(JSON.stringify(privateJwk), aad(kid)),
       created_at: deps.now(),
       retired_at: null,
-    });
+    };
+  }
+
+  /** Makes a new key the active one; when another rotation won the race, its key is the one used. */
+  async function rotate(): Promise<string> {
+    const row = await newKeyRow();
+    await insertActiveSigningKey(deps.db, row);
     await reload();
-    return kid;
+    if (!active) throw new Error('No active signing key after rotation');
+    return active.kid;
   }
 
   // Other instances may sign with a retired key until their next refresh (every minute), so a
@@ -119,7 +132,11 @@ export function createKeyring(deps: KeyringDeps): Keyring {
   return {
     async load() {
       await reload();
-      if (!active) await rotate();
+      if (active) return;
+      // Several instances may start at once on an empty database: one key wins, all load it.
+      await insertFirstSigningKey(deps.db, await newKeyRow());
+      await reload();
+      if (!active) throw new Error('No active signing key');
     },
     rotate,
     refresh: reload,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -10,7 +11,12 @@ import {
   jwtVerify,
   SignJWT,
 } from 'jose';
+import pg from 'pg';
 import { createHarness, type Harness } from '../../../test/harness.js';
+import { loadConfig } from '../../config.js';
+import { migrateToLatest } from '../../db/index.js';
+import { closeDeps, createDeps, type Deps } from '../../deps.js';
+import { createLogger } from '../../logger.js';
 
 const ISSUER = 'http://gatehouse.test';
 
@@ -225,5 +231,52 @@ describe('keyring reload', () => {
     clearTimeout(watchdog);
     if (outcome === 'signed in') await own.close();
     assert.equal(outcome, 'signed in');
+  });
+});
+
+describe('instances starting at once', {
+  skip: !process.env.TEST_DATABASE_URL && 'PostgreSQL only (TEST_DATABASE_URL)',
+}, () => {
+  it('several instances starting together on an empty PostgreSQL database create one signing key and all sign with it', async () => {
+    const url = process.env.TEST_DATABASE_URL as string;
+    const schema = `t_${randomBytes(6).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    await admin.query(`create schema ${schema}`);
+    const config = loadConfig({ NODE_ENV: 'test', PUBLIC_URL: ISSUER });
+    const log = createLogger('silent');
+    const masterKey = randomBytes(32);
+    const instances: Deps[] = [];
+    try {
+      const start = async () => {
+        const deps = await createDeps({
+          config,
+          log,
+          masterKey,
+          dbOptions: { dialect: 'postgres', connectionString: url, schema, max: 2 },
+        });
+        instances.push(deps);
+        await migrateToLatest(deps.db);
+        await deps.keyring.load();
+        return deps;
+      };
+      const started = await Promise.all(Array.from({ length: 4 }, start));
+      const { rows } = await admin.query(`select id, retired_at from ${schema}.signing_keys`);
+      assert.equal(rows.length, 1, 'one key');
+      const kids = await Promise.all(
+        started.map(async (deps) => {
+          const token = await deps.keyring.signAccessToken(
+            { sub: 'usr_1', tid: 'ten_1', sid: 'ses_1', jti: 'j' },
+            60_000,
+          );
+          return decodeProtectedHeader(token).kid;
+        }),
+      );
+      assert.deepEqual(new Set(kids), new Set([rows[0].id]));
+    } finally {
+      for (const deps of instances) await closeDeps(deps);
+      await admin.query(`drop schema ${schema} cascade`);
+      await admin.end();
+    }
   });
 });

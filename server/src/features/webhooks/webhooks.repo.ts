@@ -97,3 +97,12 @@ export function listAttemptRows(db: Kysely<Database>, endpointId: string, page: 
   if (page.after) query = query.where('id', '<', page.after);
   return query.execute();
 }
+
+/** Records what an attempt came to, on the row written before it was sent (webhooks.worker.ts). */
+export async function completeAttempt(
+  db: Kysely<Database>,
+  id: string,
+  outcome: Pick<AttemptRow, 'status_code' | 'error' | 'latency_ms' | 'response_excerpt'>,
+): Promise<void> {
+  await db.updateTable('webhook_attempts').set(outcome).where('id', '=', id).execute();
+}

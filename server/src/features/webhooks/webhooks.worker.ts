@@ -7,6 +7,7 @@ import { emitEvent } from '../events/events.service.js';
 import {
   cancelPending,
   claimDue,
+  completeAttempt,
   type DeliveryRow,
   insertAttempt,
   updateDelivery,
@@ -19,6 +20,13 @@ export const RETRY_SCHEDULE_MS = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_0
 /** An endpoint whose every attempt has failed for this long is disabled, and the tenant told. */
 const DISABLE_AFTER_MS = 5 * 86_400_000;
 const EXCERPT_BYTES = 1024;
+/**
+ * What an attempt's row says from just before it is sent until its outcome is recorded. A row left
+ * so (the instance was killed mid-send) tells the delivery log that the endpoint may have received
+ * it: it is sent again, with the same webhook-id, once the claim expires.
+ */
+export const OUTCOME_UNKNOWN =
+  'no outcome recorded: in flight, or the sending instance stopped before recording it (the endpoint may have received it)';
 
 /** What one attempt came to. */
 interface Outcome {
@@ -61,8 +69,9 @@ async function send(deps: Deps, url: string, headers: Record<string, string>, bo
 
 /**
  * One pass of the delivery worker: claims due deliveries (each attempt by exactly one instance;
- * see claimDue), sends them signed per Standard Webhooks, and records each attempt. A worker that
- * dies mid-delivery leaves the row locked until its lock expires; then another sends it again,
+ * see claimDue), sends them signed per Standard Webhooks, and records each attempt (its row is
+ * written before sending, its outcome after). A worker that dies mid-delivery leaves an attempt
+ * of unknown outcome and the row locked until its lock expires; then another sends it again,
  * with the same webhook-id (delivery is at least once). Returns how many attempts were made.
  */
 export async function deliverDue(deps: Deps, limit = 50): Promise<number> {
@@ -89,6 +98,21 @@ async function attempt(deps: Deps, delivery: DeliveryRow): Promise<void> {
     data: json.read<Record<string, unknown>>(event.data, {}),
   });
   const sentAt = new Date(deps.clock.now());
+  // Written before sending, so every request an endpoint receives has its row in the delivery log.
+  const attemptId = deps.ids.next('wha');
+  await insertAttempt(db, {
+    id: attemptId,
+    tenant_id: delivery.tenant_id,
+    delivery_id: delivery.id,
+    endpoint_id: endpoint.id,
+    event_id: event.id,
+    attempt: delivery.attempts,
+    status_code: null,
+    error: OUTCOME_UNKNOWN,
+    latency_ms: 0,
+    response_excerpt: null,
+    created_at: sentAt.getTime(),
+  });
   const signature = signingSecrets(deps, endpoint)
     .map((secret) => new Webhook(secret).sign(event.id, sentAt, body))
     .join(' ');
@@ -107,18 +131,11 @@ async function attempt(deps: Deps, delivery: DeliveryRow): Promise<void> {
   const gone = outcome.statusCode === 410;
   const retryIn = RETRY_SCHEDULE_MS[delivery.attempts - 1];
   await transaction(db, async (trx) => {
-    await insertAttempt(trx, {
-      id: deps.ids.next('wha'),
-      tenant_id: delivery.tenant_id,
-      delivery_id: delivery.id,
-      endpoint_id: endpoint.id,
-      event_id: event.id,
-      attempt: delivery.attempts,
+    await completeAttempt(trx, attemptId, {
       status_code: outcome.statusCode,
       error: outcome.error,
       latency_ms: outcome.latencyMs,
       response_excerpt: outcome.excerpt,
-      created_at: now,
     });
     if (ok) {
       await updateDelivery(trx, delivery.id, { status: 'delivered', locked_until: null, updated_at: now });
