@@ -53,7 +53,7 @@ export class AppError extends Error {
 export function invalidField(
   field: string,
   message: string,
-  options: { in?: 'body' | 'querystring'; summary?: string } = {},
+  options: { in?: 'body' | 'querystring' | 'params' | 'headers'; summary?: string } = {},
 ): AppError {
   return new AppError('validation_failed', options.summary ?? `${field} ${message}`, {
     details: { fields: [{ field, in: options.in ?? 'body', message }] },
