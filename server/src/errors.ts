@@ -21,6 +21,7 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   conflict: 409,
   email_taken: 409,
+  resource_limit_reached: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,
