@@ -170,4 +170,18 @@ describe('deep, poisoned and out-of-range JSON', () => {
     const rows = await h.deps.db.kysely.selectFrom('connections').select('id').where('user_id', '=', user.id).execute();
     assert.equal(rows.length, 0, 'nothing written');
   });
+
+  it('400 names a query parameter that validation would coerce to Infinity', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    // Ajv coerces "Infinity" to a number it counts as an integer, then skips minimum and maximum.
+    for (const value of ['Infinity', '-Infinity', '1e400']) {
+      const res = await h.request({
+        method: 'GET',
+        url: `/api/vault/connections?limit=${value}`,
+        token: user.accessToken,
+      });
+      assertRefused(res, 'limit', 'querystring');
+    }
+  });
 });

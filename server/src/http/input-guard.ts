@@ -1,12 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError, invalidField } from '../errors.js';
-import { findUnsafeInput, type InputPart, jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../lib/input-guard.js';
+import { findUnsafeNumber, findUnsafeText, jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../lib/input-guard.js';
 
 /**
  * Hostile input is refused once, for every route, before any feature sees it (ADR 0015): JSON
  * deeper than MAX_JSON_DEPTH before it is parsed, prototype keys at parse, and NUL, control
- * characters in identifiers and out-of-range numbers in every body, query string, path parameter
- * and header before validation. Each is a 400 `validation_failed` naming the field.
+ * characters in identifiers in every body, query string, path parameter and header before
+ * validation, and numbers beyond ±2^53 after it (validation coerces strings to numbers). Each is a
+ * 400 `validation_failed` naming the field.
  */
 export function registerInputGuards(app: FastifyInstance): void {
   // Fastify's own parser (secure-json-parse, with protoAction/constructorAction 'error' as the
@@ -31,8 +32,7 @@ export function registerInputGuards(app: FastifyInstance): void {
     });
   });
 
-  const inspect = (value: unknown, part: InputPart, values: 'text' | 'identifier') => {
-    const found = findUnsafeInput(value, { in: part, values });
+  const refuse = (found: ReturnType<typeof findUnsafeText>) => {
     if (found) throw invalidField(found.field, found.message, { in: found.in });
   };
   // preValidation: after the body is parsed, before the schema sees it (so no validator, handler
@@ -40,10 +40,21 @@ export function registerInputGuards(app: FastifyInstance): void {
   // by their own strict formats.
   app.addHook('preValidation', (request: FastifyRequest, _reply, done) => {
     try {
-      inspect(request.headers, 'headers', 'identifier');
-      inspect(request.params, 'params', 'identifier');
-      inspect(request.query, 'querystring', 'identifier');
-      inspect(request.body, 'body', 'text');
+      refuse(findUnsafeText(request.headers, { in: 'headers', values: 'identifier' }));
+      refuse(findUnsafeText(request.params, { in: 'params', values: 'identifier' }));
+      refuse(findUnsafeText(request.query, { in: 'querystring', values: 'identifier' }));
+      refuse(findUnsafeText(request.body, { in: 'body', values: 'text' }));
+    } catch (error) {
+      return done(error as Error);
+    }
+    done();
+  });
+  // preHandler: numbers after validation, which coerces strings to numbers ("Infinity" too).
+  app.addHook('preHandler', (request: FastifyRequest, _reply, done) => {
+    try {
+      refuse(findUnsafeNumber(request.query, 'querystring'));
+      refuse(findUnsafeNumber(request.params, 'params'));
+      refuse(findUnsafeNumber(request.body, 'body'));
     } catch (error) {
       return done(error as Error);
     }

@@ -57,25 +57,47 @@ export interface InspectOptions {
 }
 
 /**
- * The first unsafe part of a parsed input, or null: a string with NUL (or, in identifiers, another
- * control character), a key that is `__proto__` or holds a control character, or a number beyond
- * ±2^53 (Infinity included: `1e400` parses to it). Fields are named the way validation names
- * them (`messages.0.content`). Recursion is bounded by {@link MAX_JSON_DEPTH}, checked before parsing.
+ * The first unsafe string or key of a parsed input, or null: a string with NUL (or, in
+ * identifiers, another control character), or a key that is `__proto__` or holds a control
+ * character. Fields are named the way validation names them (`messages.0.content`). Recursion is
+ * bounded by {@link MAX_JSON_DEPTH}, checked before parsing.
  */
-export function findUnsafeInput(value: unknown, options: InspectOptions, path = ''): UnsafeInput | null {
-  const at = (field: string, message: string): UnsafeInput => ({ field: field || options.in, in: options.in, message });
-  if (typeof value === 'string') {
-    if (NUL.test(value)) return at(path, 'must not contain NUL (U+0000)');
-    if (options.values === 'identifier' && CONTROL.test(value)) return at(path, 'must not contain control characters');
+export function findUnsafeText(value: unknown, options: InspectOptions): UnsafeInput | null {
+  return walk(value, '', options.in, (field, item) => {
+    if (typeof item !== 'string') return null;
+    if (NUL.test(item)) return 'must not contain NUL (U+0000)';
+    if (options.values === 'identifier' && CONTROL.test(item)) return 'must not contain control characters';
     return null;
-  }
-  if (typeof value === 'number') {
-    return Math.abs(value) <= Number.MAX_SAFE_INTEGER ? null : at(path, 'is out of range (at most ±2^53 - 1)');
-  }
+  });
+}
+
+/**
+ * The first number beyond ±2^53 - 1 in an input, or null: Infinity from `1e400` in JSON, or from
+ * "Infinity" in a query string that validation coerced (Ajv counts Infinity as an integer and
+ * then skips minimum and maximum for it), and integers no column or arithmetic holds exactly.
+ */
+export function findUnsafeNumber(value: unknown, part: InputPart): UnsafeInput | null {
+  return walk(value, '', part, (_field, item) =>
+    typeof item === 'number' && !(Math.abs(item) <= Number.MAX_SAFE_INTEGER)
+      ? 'is out of range (at most ±2^53 - 1)'
+      : null,
+  );
+}
+
+/** Visits every value and key of a parsed input; the first problem found, with its field. */
+function walk(
+  value: unknown,
+  path: string,
+  part: InputPart,
+  check: (field: string, value: unknown) => string | null,
+): UnsafeInput | null {
+  const at = (field: string, message: string): UnsafeInput => ({ field: field || part, in: part, message });
+  const problem = check(path, value);
+  if (problem) return at(path, problem);
   if (value === null || typeof value !== 'object') return null;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = findUnsafeInput(value[i], options, path ? `${path}.${i}` : String(i));
+      const found = walk(value[i], path ? `${path}.${i}` : String(i), part, check);
       if (found) return found;
     }
     return null;
@@ -84,7 +106,7 @@ export function findUnsafeInput(value: unknown, options: InspectOptions, path = 
     const field = path ? `${path}.${key}` : key;
     if (key === FORBIDDEN_KEY) return at(field, 'is not an allowed key');
     if (CONTROL.test(key)) return at(path, 'has a key with control characters');
-    const found = findUnsafeInput((value as Record<string, unknown>)[key], options, field);
+    const found = walk((value as Record<string, unknown>)[key], field, part, check);
     if (found) return found;
   }
   return null;
