@@ -63,7 +63,7 @@ export interface InspectOptions {
  * bounded by {@link MAX_JSON_DEPTH}, checked before parsing.
  */
 export function findUnsafeText(value: unknown, options: InspectOptions): UnsafeInput | null {
-  return walk(value, '', options.in, (field, item) => {
+  return walk(value, '', options.in, (item) => {
     if (typeof item !== 'string') return null;
     if (NUL.test(item)) return 'must not contain NUL (U+0000)';
     if (options.values === 'identifier' && CONTROL.test(item)) return 'must not contain control characters';
@@ -77,7 +77,7 @@ export function findUnsafeText(value: unknown, options: InspectOptions): UnsafeI
  * then skips minimum and maximum for it), and integers no column or arithmetic holds exactly.
  */
 export function findUnsafeNumber(value: unknown, part: InputPart): UnsafeInput | null {
-  return walk(value, '', part, (_field, item) =>
+  return walk(value, '', part, (item) =>
     typeof item === 'number' && !(Math.abs(item) <= Number.MAX_SAFE_INTEGER)
       ? 'is out of range (at most ±2^53 - 1)'
       : null,
@@ -89,10 +89,10 @@ function walk(
   value: unknown,
   path: string,
   part: InputPart,
-  check: (field: string, value: unknown) => string | null,
+  check: (value: unknown) => string | null,
 ): UnsafeInput | null {
   const at = (field: string, message: string): UnsafeInput => ({ field: field || part, in: part, message });
-  const problem = check(path, value);
+  const problem = check(value);
   if (problem) return at(path, problem);
   if (value === null || typeof value !== 'object') return null;
   if (Array.isArray(value)) {
