@@ -140,12 +140,17 @@ export function casesFor(
     const body = bodySchema ? validValue(bodySchema, components, rng, known) : undefined;
     return { params, body, headers: credentialFor(op, world, rng), pathValues: { ...pathValues } };
   };
-  const build = (what: string, parts: ReturnType<typeof base>, raw?: { body?: string; contentType?: string }): Case => {
+  const build = (
+    what: string,
+    parts: ReturnType<typeof base>,
+    raw?: { body?: string; contentType?: string | null },
+  ): Case => {
     const headers = { ...parts.headers };
     let body: string | undefined;
     if (raw?.body !== undefined) body = raw.body;
     else if (parts.body !== undefined) body = JSON.stringify(parts.body);
-    if (body !== undefined) headers['content-type'] = raw?.contentType ?? 'application/json';
+    if (body !== undefined && raw?.contentType !== null)
+      headers['content-type'] = raw?.contentType ?? 'application/json';
     return {
       what,
       method: op.method,
@@ -162,7 +167,7 @@ export function casesFor(
       const parts = base();
       return build(what, { ...parts, body: change(parts.body) });
     };
-    const raw = (what: string, text: (b: unknown) => string, contentType?: string) => () => {
+    const raw = (what: string, text: (b: unknown) => string, contentType?: string | null) => () => {
       const parts = base();
       return build(what, parts, { body: text(parts.body), contentType });
     };
@@ -226,7 +231,12 @@ export function casesFor(
       raw('bad JSON', () => pick(rng, BAD_JSON)),
       raw('an empty body', () => ''),
       raw('a body over the size limit', () => `{"fuzz":"${'A'.repeat(1_100_000)}"}`),
-      raw('a wrong content type', (b) => JSON.stringify(b), pick(rng, BAD_CONTENT_TYPES)),
+      () => {
+        const parts = base();
+        const contentType = pick(rng, BAD_CONTENT_TYPES);
+        return build(`a wrong content type (${contentType})`, parts, { body: JSON.stringify(parts.body), contentType });
+      },
+      raw('no content type', (b) => JSON.stringify(b), null),
       raw(
         'the body as a form',
         (b) =>
