@@ -40,6 +40,7 @@ import { registerWebhookRoutes } from './features/webhooks/webhooks.routes.js';
 import { startWebhookWorker } from './features/webhooks/webhooks.worker.js';
 import { registerAuthentication } from './http/authenticate.js';
 import { registerCors } from './http/cors.js';
+import { registerInputGuards } from './http/input-guard.js';
 import { createLazyRequestLogger } from './http/lazy-logger.js';
 import { registerRequestMetrics } from './http/metrics.js';
 import { ErrorBody } from './http/schemas.js';
@@ -58,9 +59,14 @@ export async function buildApp(deps: Deps) {
     requestIdHeader: false,
     // Unknown fields are an error that names them, not silently dropped (DESIGN: bad input gets a 400 naming the field).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    // A __proto__ or constructor.prototype key in JSON is a 400 (secure-json-parse; see registerInputGuards).
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    ...requestTimeouts(deps.config.requestTimeoutMs),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler(handleError);
+  registerInputGuards(app);
   app.setNotFoundHandler((request) => {
     throw new AppError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}`);
   });
@@ -159,6 +165,22 @@ function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<v
     await deps.lastUsed.flush();
     await flushUsage(deps, { final: true });
   });
+}
+
+/**
+ * A request must arrive whole within `ms` (its headers within `ms` too, at most Node's 60 s): a
+ * body trickled in byte by byte is cut with 408 instead of holding a socket forever. Only the
+ * receiving of the request is bounded; answers (SSE, WebSocket, LLM streams) are not. Node checks
+ * at `connectionsCheckingInterval`, so the check runs often enough to hold the bound to ~1.5×.
+ */
+function requestTimeouts(ms: number) {
+  return {
+    requestTimeout: ms,
+    http: {
+      headersTimeout: Math.min(ms, 60_000),
+      connectionsCheckingInterval: Math.min(Math.max(ms / 2, 100), 30_000),
+    },
+  };
 }
 
 /**

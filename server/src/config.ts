@@ -21,6 +21,8 @@ export interface Config {
   masterKey?: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   trustProxy: boolean;
+  /** A request (headers and body) must have arrived within this long, or it is cut with 408. */
+  requestTimeoutMs: number;
   /** Defaults for each tenant; tenants may override lifetimes in their settings. */
   tokens: {
     accessTtlMs: number;
@@ -194,6 +196,7 @@ export function loadConfig(env: Env = process.env): Config {
     masterKey,
     logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     trustProxy: oneOf('TRUST_PROXY', ['true', 'false'] as const, 'false') === 'true',
+    requestTimeoutMs: duration('REQUEST_TIMEOUT', '30s', 100),
     tokens: {
       accessTtlMs,
       refreshIdleTtlMs,

@@ -22,6 +22,7 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   conflict: 409,
   email_taken: 409,
+  resource_limit_reached: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,
@@ -55,7 +56,7 @@ export class AppError extends Error {
 export function invalidField(
   field: string,
   message: string,
-  options: { in?: 'body' | 'querystring'; summary?: string } = {},
+  options: { in?: 'body' | 'querystring' | 'params' | 'headers'; summary?: string } = {},
 ): AppError {
   return new AppError('validation_failed', options.summary ?? `${field} ${message}`, {
     details: { fields: [{ field, in: options.in ?? 'body', message }] },

@@ -989,7 +989,10 @@ export interface paths {
             };
         };
         put?: never;
-        /** Create an API key; the secret is in this response only */
+        /**
+         * Create an API key; the secret is in this response only
+         * @description A user holds at most 100 live keys (409 resource_limit_reached beyond; revoke one first).
+         */
         post: {
             parameters: {
                 query?: never;
@@ -1048,6 +1051,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1191,6 +1203,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -5902,7 +5923,10 @@ export interface paths {
             };
         };
         put?: never;
-        /** Add an endpoint; its signing secret is in this answer only */
+        /**
+         * Add an endpoint; its signing secret is in this answer only
+         * @description A tenant has at most 50 endpoints (409 resource_limit_reached beyond).
+         */
         post: {
             parameters: {
                 query?: never;
@@ -5967,6 +5991,15 @@ export interface paths {
                 };
                 /** @description Default Response */
                 403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
                     headers: {
                         [name: string]: unknown;
                     };

@@ -43,15 +43,37 @@ export function parseNetworks(text: string): Network[] {
     });
 }
 
-/** Public unicast, or inside a network the operator allowed. IPv4-mapped IPv6 is judged as IPv4. */
+/**
+ * `::10.0.0.1` as `::a00:1`: ipaddr.js reads any dotted tail as IPv4-mapped (`::ffff:…`), which
+ * would judge an IPv4-compatible address by its IPv4 (URLs and DNS already give the hex form).
+ */
+function withHexTail(address: string): string {
+  const dotted = /^(.*:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+  if (!dotted) return address;
+  const [a, b, c, d] = dotted.slice(2).map(Number);
+  if ([a, b, c, d].some((octet) => octet > 255)) return address;
+  return `${dotted[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+}
+
+/** ::/96, the deprecated IPv4-compatible addresses (RFC 4291 §2.5.5.1): `::10.0.0.1` is `::a00:1`. */
+const IPV4_COMPATIBLE = ipaddr.parseCIDR('::/96');
+
+/**
+ * Public unicast, or inside a network the operator allowed. IPv4-mapped IPv6 (`::ffff:a.b.c.d`)
+ * is judged as the IPv4 address it is. Every other IPv6 form that embeds an IPv4 address is
+ * refused whatever it embeds, since the host or a gateway may route it to that address: the
+ * IPv4-compatible `::a.b.c.d` (which ipaddr.js calls unicast, hence the explicit check), NAT64
+ * `64:ff9b::/96` and `64:ff9b:1::/48` (RFC 6052, RFC 8215), SIIT `::ffff:0:a.b.c.d` (RFC 6145),
+ * 6to4 `2002::/16` (RFC 3056) and Teredo `2001::/32` (RFC 4380): none of them is 'unicast'.
+ */
 export function addressAllowed(address: string, allowed: readonly Network[]): boolean {
   let ip: ipaddr.IPv4 | ipaddr.IPv6;
   try {
-    ip = ipaddr.process(address);
+    ip = ipaddr.process(withHexTail(address));
   } catch {
     return false;
   }
-  if (ip.range() === 'unicast') return true;
+  if (ip.range() === 'unicast' && !(ip.kind() === 'ipv6' && ip.match(IPV4_COMPATIBLE))) return true;
   return allowed.some(([network, bits]) => network.kind() === ip.kind() && ip.match(network, bits));
 }
 

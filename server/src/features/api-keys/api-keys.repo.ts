@@ -64,3 +64,16 @@ export async function markRotated(
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }
+
+/** Keys of a user that still authenticate (not revoked, not expired), a rotated one in its overlap included. */
+export async function countLiveApiKeys(db: Kysely<Database>, tenantId: string, userId: string, now: number) {
+  const row = await db
+    .selectFrom('api_keys')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .where('tenant_id', '=', tenantId)
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
+}

@@ -103,6 +103,7 @@ export function registerApiKeyRoutes(app: App, deps: Deps): void {
       schema: {
         tags,
         summary: 'Create an API key; the secret is in this response only',
+        description: 'A user holds at most 100 live keys (409 resource_limit_reached beyond; revoke one first).',
         body: Type.Object(
           {
             name: Type.String({ minLength: 1, maxLength: 100 }),
@@ -112,7 +113,7 @@ export function registerApiKeyRoutes(app: App, deps: Deps): void {
           },
           { additionalProperties: false },
         ),
-        response: { 201: IssuedApiKey, ...errors(400, 401) },
+        response: { 201: IssuedApiKey, ...errors(400, 401, 409) },
       },
     },
     async (request, reply) =>
@@ -150,7 +151,7 @@ export function registerApiKeyRoutes(app: App, deps: Deps): void {
         ),
         response: {
           201: Type.Composite([IssuedApiKey, Type.Object({ previous_key_expires_at: Timestamp })]),
-          ...errors(400, 401, 404),
+          ...errors(400, 401, 404, 409),
         },
       },
     },

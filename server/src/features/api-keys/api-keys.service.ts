@@ -14,6 +14,7 @@ import { type BudgetOwner, budgetOf, chargeTokens } from '../usage/budget.servic
 import { hitLimits, type LimitSpec, type LimitState, peekLimits, requestLimitSpecs } from '../usage/rate-limits.js';
 import {
   type ApiKeyRow,
+  countLiveApiKeys,
   findApiKey,
   findApiKeyByHash,
   insertApiKey,
@@ -29,6 +30,27 @@ export interface KeyLimits {
 }
 
 export const PRIMARY_KEY_NAME = 'Primary API Key';
+
+/**
+ * Live keys a user may hold. A person needs a handful (one per device or app, plus one in a
+ * rotation overlap); each is listed unpaginated and kept in the credential cache, so the number
+ * is bounded. Unkey sets no such cap because its keys belong to an app's workspace, not to the
+ * app's end users, who here create keys themselves.
+ */
+export const MAX_LIVE_KEYS_PER_USER = 100;
+
+/** 409 when the user already holds `MAX_LIVE_KEYS_PER_USER` live keys (`replacing`: a key being rotated, not counted). */
+async function checkKeyCap(deps: Deps, principal: UserPrincipal, options: { replacing?: string } = {}) {
+  const live = await countLiveApiKeys(deps.db.kysely, principal.tenantId, principal.userId, deps.clock.now());
+  // Soft under concurrency (two creates at 99 may both pass): a bound on resources, not an invariant.
+  if (live - (options.replacing ? 1 : 0) >= MAX_LIVE_KEYS_PER_USER) {
+    throw new AppError(
+      'resource_limit_reached',
+      `A user may hold at most ${MAX_LIVE_KEYS_PER_USER} live API keys; revoke one first`,
+      { details: { resource: 'api_keys', limit: MAX_LIVE_KEYS_PER_USER } },
+    );
+  }
+}
 
 export function presentApiKey(row: ApiKeyRow) {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -99,6 +121,7 @@ export async function createUserApiKey(
   input: { name: string; scopes?: string[]; expires_in?: number } & Partial<KeyLimits>,
   client: ClientInfo,
 ) {
+  await checkKeyCap(deps, principal);
   const expiresAt = input.expires_in === undefined ? null : deps.clock.now() + input.expires_in * 1000;
   const { row, key } = await transaction(deps.db.kysely, (trx) =>
     createApiKey(trx, deps, {
@@ -169,6 +192,7 @@ export async function rotateApiKey(
       details: { successor_id: old.rotated_to },
     });
   }
+  await checkKeyCap(deps, principal, { replacing: id });
   const overlapMs =
     input.overlap_seconds === undefined ? deps.config.apiKeys.rotationOverlapMs : input.overlap_seconds * 1000;
   const oldEnds = Math.min(now + overlapMs, old.expires_at ?? Number.MAX_SAFE_INTEGER);

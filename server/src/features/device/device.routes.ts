@@ -3,10 +3,11 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Deps } from '../../deps.js';
-import { AppError } from '../../errors.js';
+import { AppError, handleError } from '../../errors.js';
 import { clientInfo } from '../../http/authenticate.js';
 import { type App, errors } from '../../http/schemas.js';
 import { publicTenant } from '../../http/tenant.js';
+import { oauthErrorDescription } from '../../lib/oauth-errors.js';
 import { findUser } from '../accounts/accounts.repo.js';
 import { User } from '../accounts/accounts.schemas.js';
 import { verifySignIn } from '../accounts/accounts.service.js';
@@ -132,6 +133,16 @@ export function registerDeviceRoutes(app: App, deps: Deps): void {
           }),
           400: DeviceError,
         },
+      },
+      // A malformed request (bad JSON or form, wrong types, NUL, too large) is an RFC 6749 §5.2
+      // invalid_request, in the body shape every device client parses, never Gatehouse's own.
+      errorHandler: (error, request, reply) => {
+        const status = error instanceof AppError ? error.status : (error.statusCode ?? 500);
+        if (status >= 500) return handleError(error, request, reply);
+        return reply
+          .status(400)
+          .header('cache-control', 'no-store')
+          .send({ error: 'invalid_request', error_description: oauthErrorDescription(error.message) });
       },
     },
     async (request, reply) => {

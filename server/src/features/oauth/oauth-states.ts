@@ -2,6 +2,7 @@ import { json } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import { sha256 } from '../../lib/tokens.js';
+import { webUrlProblem } from '../../lib/web-urls.js';
 import { effectiveSettings, requireTenant } from '../tenants/tenants.service.js';
 import { authorizationUrl } from './oauth-client.js';
 import { findOAuthProviderById, type OAuthProviderRow } from './oauth-providers.repo.js';
@@ -12,12 +13,20 @@ import { findOAuthProviderById, type OAuthProviderRow } from './oauth-providers.
 const STATE_TTL_MS = 10 * 60_000;
 const verifierAad = (stateHash: string) => `oauth_state:${stateHash}`;
 
-/** A redirect target must be on the tenant's exact list (no open redirects; RFC 9700 §4.1). */
+/**
+ * A redirect target must be an http(s) URL fit for a redirect (lib/web-urls.ts: lists saved before
+ * that check may still hold a `javascript:` URI) and on the tenant's exact list (no open
+ * redirects; RFC 9700 §4.1).
+ */
 export async function checkRedirect(deps: Deps, tenantId: string, field: string, uri: string | undefined) {
   if (uri === undefined) return;
+  // Sign-in's redirect_uri comes in the query string, the vault's redirect_after in a body.
+  const where = { in: field === 'redirect_uri' ? 'querystring' : 'body' } as const;
+  const problem = webUrlProblem(uri, 'redirect');
+  if (problem) throw invalidField(field, problem, where);
   const allowed = effectiveSettings(deps.config, await requireTenant(deps, tenantId)).allowedRedirectUris;
   if (!allowed.includes(uri)) {
-    throw invalidField(field, "is not one of the tenant's allowed_redirect_uris (exact match)");
+    throw invalidField(field, "is not one of the tenant's allowed_redirect_uris (exact match)", where);
   }
 }
 

@@ -3,6 +3,7 @@ import { exportJWK, generateKeyPair, importJWK, type JWK, type JWTPayload, jwtVe
 import type { Kysely } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import type { Database } from '../../db/schema.js';
+import { isLowS, toLowS } from '../../lib/ecdsa.js';
 import type { Ids } from '../../lib/ids.js';
 import type { MasterKey } from '../../lib/master-key.js';
 import {
@@ -159,12 +160,20 @@ export function createKeyring(deps: KeyringDeps): Keyring {
       // node:crypto signs synchronously in ~30 µs; WebCrypto cost several times that per sign-in
       // on the thread pool that password hashing needs. Verification stays with jose.
       const input = `${active.header}.${payload}`;
-      const signature = sign('sha256', Buffer.from(input), { key: active.privateKey, dsaEncoding: 'ieee-p1363' });
+      // OpenSSL leaves half of its signatures high-S; only the low-S form is accepted (lib/ecdsa.ts).
+      const signature = toLowS(
+        sign('sha256', Buffer.from(input), { key: active.privateKey, dsaEncoding: 'ieee-p1363' }),
+      );
       return `${input}.${signature.toString('base64url')}`;
     },
     async verifyAccessToken(token) {
       const cached = verified.get(token);
       if (cached) return cached.exp * 1000 > deps.now() ? cached : null;
+      // The high-S twin (r, n − s) of a valid signature verifies too, and so does a signature
+      // written with other unused trailing bits: only the one canonical text passes (lib/ecdsa.ts).
+      const signatureText = token.slice(token.lastIndexOf('.') + 1);
+      const signature = Buffer.from(signatureText, 'base64url');
+      if (!isLowS(signature) || signature.toString('base64url') !== signatureText) return null;
       try {
         const { payload } = await jwtVerify(
           token,

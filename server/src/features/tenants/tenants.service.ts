@@ -6,6 +6,7 @@ import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
 import type { Actor } from '../../http/principal.js';
 import { createSecret } from '../../lib/tokens.js';
+import { webUrlProblem } from '../../lib/web-urls.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { createDefaultPlans } from '../plans/plans.service.js';
 import {
@@ -54,6 +55,15 @@ function checkSettings(config: Config, settings: TenantSettings): void {
     problems.push({
       field: 'settings.refresh_token_idle_ttl_seconds',
       message: 'must not exceed the absolute lifetime',
+    });
+  }
+  for (const [name, use] of [
+    ['allowed_redirect_uris', 'redirect'],
+    ['allowed_origins', 'origin'],
+  ] as const) {
+    (settings[name] ?? []).forEach((text, index) => {
+      const problem = webUrlProblem(text, use);
+      if (problem) problems.push({ field: `settings.${name}.${index}`, message: problem });
     });
   }
   const policy = settings.password_policy;

@@ -1,4 +1,4 @@
-import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
+import { type RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import type { BudgetOwner } from './budget.service.js';
@@ -26,8 +26,10 @@ export const HOUR_SECONDS = 3600;
 
 // The limiter itself never refuses (its points are out of reach): it counts atomically in the
 // shared store and Gatehouse compares the count with the caller's limit. So one limiter serves
-// every plan, and a plan change applies to the count already made this hour.
-const UNREACHABLE = 2 ** 31 - 1;
+// every plan, and a plan change applies to the count already made this hour. Out of reach means
+// 2^53 - 1: verify's costs pass 2^31 within an hour, and every store counts in 64 bits
+// (rate_limits.points is bigint on PostgreSQL, Redis INCRBY is 64-bit).
+const UNREACHABLE = Number.MAX_SAFE_INTEGER;
 const limiters = new WeakMap<Deps, Map<number, RateLimiterAbstract>>();
 
 function limiterFor(deps: Deps, windowSeconds: number): RateLimiterAbstract {
@@ -60,7 +62,15 @@ export function hitLimits(deps: Deps, specs: LimitSpec[]): Promise<LimitState[]>
     resetAt: deps.clock.now() + res.msBeforeNext,
     exceeded: res.consumedPoints > spec.limit,
   });
-  const consume = (spec: LimitSpec) => limiterFor(deps, spec.windowSeconds).consume(spec.subject, spec.cost ?? 1);
+  // A refusal by the limiter (a RateLimiterRes, not an Error) is a count past its points, never a
+  // store failure: it must not turn into 503 for the rest of the window.
+  const consume = (spec: LimitSpec) =>
+    limiterFor(deps, spec.windowSeconds)
+      .consume(spec.subject, spec.cost ?? 1)
+      .catch((refusal: unknown) => {
+        if (refusal instanceof RateLimiterRes) return refusal;
+        throw refusal;
+      });
   // One limit is the common case (a plan, no key limit): one promise, no Promise.all.
   const counted =
     specs.length === 1

@@ -39,8 +39,28 @@ export async function deleteEndpointRow(db: Kysely<Database>, tenantId: string, 
   await db.deleteFrom('webhook_endpoints').where('tenant_id', '=', tenantId).where('id', '=', id).execute();
 }
 
+/**
+ * Rows per INSERT: ten values each, so 5,000 bound parameters per statement, well under SQLite's
+ * 32,766 and PostgreSQL's 65,535 (one statement for thousands of rows broke SQLite's limit).
+ */
+const DELIVERY_BATCH = 500;
+
 export async function insertDeliveries(db: Kysely<Database>, rows: DeliveryRow[]): Promise<void> {
-  if (rows.length > 0) await db.insertInto('webhook_deliveries').values(rows).execute();
+  for (let i = 0; i < rows.length; i += DELIVERY_BATCH) {
+    await db
+      .insertInto('webhook_deliveries')
+      .values(rows.slice(i, i + DELIVERY_BATCH))
+      .execute();
+  }
+}
+
+export async function countEndpoints(db: Kysely<Database>, tenantId: string): Promise<number> {
+  const row = await db
+    .selectFrom('webhook_endpoints')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .where('tenant_id', '=', tenantId)
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
 }
 
 /**

@@ -85,6 +85,7 @@ export function registerWebhookRoutes(app: App, deps: Deps): void {
       schema: {
         tags,
         summary: 'Add an endpoint; its signing secret is in this answer only',
+        description: 'A tenant has at most 50 endpoints (409 resource_limit_reached beyond).',
         body: Type.Object(
           {
             url: fields.url,
@@ -94,7 +95,7 @@ export function registerWebhookRoutes(app: App, deps: Deps): void {
           },
           { additionalProperties: false },
         ),
-        response: { 201: WithSecret, ...errors(400, 401, 403) },
+        response: { 201: WithSecret, ...errors(400, 401, 403, 409) },
       },
     },
     async (request, reply) => {

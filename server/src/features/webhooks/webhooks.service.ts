@@ -4,10 +4,12 @@ import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
 import type { Actor, ClientInfo } from '../../http/principal.js';
 import { checkUrlHost, OutboundRefused } from '../../lib/outbound.js';
+import { webUrlProblem } from '../../lib/web-urls.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { EVENT_TYPES, emitEvent } from '../events/events.service.js';
 import {
   cancelPending,
+  countEndpoints,
   deleteEndpointRow,
   type EndpointRow,
   findEndpoint,
@@ -22,6 +24,13 @@ import {
 // once, rotation with both signatures during the overlap, the delivery log, replay and test-send.
 
 export const secretAad = (endpointId: string, which: 'current' | 'previous') => `webhook_secret:${endpointId}:${which}`;
+
+/**
+ * Endpoints a tenant may have. Every event fans out to each of them inside the transaction of the
+ * change that caused it (a sign-in's session.created too), so their number is bounded; Stripe
+ * allows 16 per account, 50 leaves room for several apps per tenant.
+ */
+export const MAX_ENDPOINTS_PER_TENANT = 50;
 
 /** Standard Webhooks secrets: `whsec_` and base64 of 24 random bytes. */
 const newSecret = () => `whsec_${randomBytes(24).toString('base64')}`;
@@ -45,14 +54,9 @@ export function presentEndpoint(row: EndpointRow) {
 
 /** http(s), no credentials; an address literal outside the outbound policy is refused here (names when sending). */
 function endpointUrl(deps: Deps, text: string): string {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw invalidField('url', 'must be a URL such as https://app.example.com/webhooks');
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw invalidField('url', 'must be http(s)');
-  if (url.username || url.password) throw invalidField('url', 'must not carry credentials');
+  const problem = webUrlProblem(text, 'webhook');
+  if (problem) throw invalidField('url', problem);
+  const url = new URL(text);
   try {
     checkUrlHost(url, deps.outbound.allowed);
   } catch (error) {
@@ -97,6 +101,14 @@ export async function createEndpoint(
   actor: Actor,
   client: ClientInfo,
 ) {
+  // Soft under concurrency (two creates at 49 may both pass): a bound on fan-out, not an invariant.
+  if ((await countEndpoints(deps.db.kysely, tenantId)) >= MAX_ENDPOINTS_PER_TENANT) {
+    throw new AppError(
+      'resource_limit_reached',
+      `A tenant may have at most ${MAX_ENDPOINTS_PER_TENANT} webhook endpoints; delete one first`,
+      { details: { resource: 'webhook_endpoints', limit: MAX_ENDPOINTS_PER_TENANT } },
+    );
+  }
   const now = deps.clock.now();
   const secret = newSecret();
   const id = deps.ids.next('whe');
@@ -231,9 +243,14 @@ export async function listAttempts(deps: Deps, tenantId: string, id: string, pag
   };
 }
 
+/** Events one replay sends at most; a later `since` sends the rest. */
+const MAX_REPLAY = 10_000;
+
 /**
  * Sends events again to one endpoint: one event, or every event of the tenant since a time that
  * the endpoint subscribes to. Each is a new delivery with the event's id (the same webhook-id).
+ * An endpoint only ever gets events from after it was created: `since` starts there at the
+ * earliest, and an older `event_id` is refused (it was never this endpoint's to receive).
  */
 export async function replay(
   deps: Deps,
@@ -247,18 +264,24 @@ export async function replay(
   if ((input.event_id === undefined) === (input.since === undefined)) {
     throw invalidField('event_id', 'send either event_id or since');
   }
-  let query = deps.db.kysely.selectFrom('events').select(['id', 'type']).where('tenant_id', '=', tenantId);
+  let query = deps.db.kysely
+    .selectFrom('events')
+    .select(['id', 'type', 'created_at'])
+    .where('tenant_id', '=', tenantId);
   if (input.event_id !== undefined) query = query.where('id', '=', input.event_id);
   else {
     const since = Date.parse(input.since ?? '');
     if (Number.isNaN(since)) throw invalidField('since', 'must be an ISO 8601 date-time');
-    query = query.where('created_at', '>=', since);
+    query = query.where('created_at', '>=', Math.max(since, endpoint.created_at));
   }
   const types = json.read<string[]>(endpoint.event_types, []);
-  const events = (await query.orderBy('id', 'asc').limit(10_000).execute()).filter(
+  const events = (await query.orderBy('id', 'asc').limit(MAX_REPLAY).execute()).filter(
     (event) => input.event_id !== undefined || types.includes('*') || types.includes(event.type),
   );
   if (input.event_id !== undefined && events.length === 0) throw notFound('Event');
+  if (input.event_id !== undefined && events[0].created_at < endpoint.created_at) {
+    throw invalidField('event_id', 'was emitted before this endpoint existed');
+  }
   const now = deps.clock.now();
   await transaction(deps.db.kysely, async (trx) => {
     await insertDeliveries(

@@ -67,6 +67,9 @@ describe('webhook endpoints', () => {
     for (const [body, field] of [
       [{ url: 'http://10.1.2.3/hooks' }, 'url'],
       [{ url: 'http://169.254.169.254/latest' }, 'url'],
+      [{ url: 'http://[::10.0.0.1]/hooks' }, 'url'],
+      [{ url: 'http://[::ffff:169.254.169.254]/latest' }, 'url'],
+      [{ url: 'http://[64:ff9b::10.0.0.1]/hooks' }, 'url'],
       [{ url: 'ftp://example.com' }, 'url'],
       [{ url: r.url, event_types: ['user.created', 'nope'] }, 'event_types.1'],
     ] as const) {
