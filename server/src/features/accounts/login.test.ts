@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { hash as bcryptHash } from '@node-rs/bcrypt';
-import { createHarness, type Harness } from '../../../test/harness.js';
+import { createHarness, fieldsOf, type Harness } from '../../../test/harness.js';
 
 let h: Harness;
 before(async () => {
@@ -32,6 +32,49 @@ describe('POST /api/auth/login', () => {
     });
     assert.equal(res.status, 200, res.text);
     assert.equal(res.body.user.email, user.email);
+  });
+
+  it('400 names an unknown field, in JSON and in the form-encoded variant, before any password is checked', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const json = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      body: { email: user.email, password: user.password, remember_me: true },
+    });
+    assert.equal(json.status, 400, json.text);
+    assert.deepEqual(fieldsOf(json), ['remember_me']);
+    const form = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      form: { username: user.email, password: user.password, otp: '123456' },
+    });
+    assert.equal(form.status, 400, form.text);
+    assert.deepEqual(fieldsOf(form), ['otp']);
+    const grant = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      form: { username: user.email, password: user.password, grant_type: 'client_credentials' },
+    });
+    assert.deepEqual(fieldsOf(grant), ['grant_type']);
+    // The rest of the OAuth2 password form (RFC 6749 §4.3.2, §2.3.1) is still accepted.
+    const oauthForm = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      form: {
+        grant_type: 'password',
+        username: user.email,
+        password: user.password,
+        scope: '',
+        client_id: 'cli',
+        client_secret: '',
+      },
+    });
+    assert.equal(oauthForm.status, 200, oauthForm.text);
   });
 
   it('401 invalid_credentials is identical for a wrong password and an unknown email', async () => {
