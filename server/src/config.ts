@@ -45,6 +45,8 @@ export interface Config {
     maxQueue: number;
   };
   setupTokenTtlMs: number;
+  /** Sign-ups one client address (an IPv6 /64) may make per hour, over all tenants. */
+  signUpsPerIpHourly: number;
   limits: {
     /** Plan and key limits are enforced (off only where an edge proxy limits instead; logged loudly). */
     enabled: boolean;
@@ -199,6 +201,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxQueue: integer('HASH_QUEUE_MAX', cores * 8, 0, 100_000),
     },
     setupTokenTtlMs: duration('SETUP_TOKEN_TTL', '24h', 60_000),
+    signUpsPerIpHourly: integer('SIGNUP_LIMIT_PER_IP', 20, 1, 1_000_000),
     limits: {
       enabled: oneOf('RATE_LIMITS', ['on', 'off'] as const, 'on') === 'on',
       onStoreFailure: oneOf('RATE_LIMIT_STORE_FAILURE', ['open', 'closed'] as const, 'open'),
