@@ -1,4 +1,6 @@
+import type { Kysely } from 'kysely';
 import { transaction } from '../../db/index.js';
+import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
@@ -43,6 +45,13 @@ export async function assertPasswordAllowed(deps: Deps, tenant: Tenant, password
   }
 }
 
+/** The policy check and the argon2id hash of a new password, refused at once under overload. */
+export async function hashNewPassword(deps: Deps, tenant: Tenant, password: string): Promise<string> {
+  deps.passwords.assertCapacity(tenant.id);
+  await assertPasswordAllowed(deps, tenant, password);
+  return deps.passwords.hash(password, tenant.id);
+}
+
 export async function register(
   deps: Deps,
   tenant: Tenant,
@@ -50,16 +59,31 @@ export async function register(
   client: ClientInfo,
   role: UserRow['role'] = 'user',
 ) {
-  deps.passwords.assertCapacity(tenant.id);
-  await assertPasswordAllowed(deps, tenant, input.password);
-  const passwordHash = await deps.passwords.hash(input.password, tenant.id);
+  const passwordHash = await hashNewPassword(deps, tenant, input.password);
+  return transaction(deps.db.kysely, (trx) =>
+    insertRegistration(trx, deps, tenant, { ...input, passwordHash }, client, role),
+  );
+}
+
+/**
+ * The writes of a sign-up, in the caller's transaction: the user, its audit row and event, the
+ * primary API key and a session. Answers as POST /api/auth/register does.
+ */
+export async function insertRegistration(
+  trx: Kysely<Database>,
+  deps: Deps,
+  tenant: Tenant,
+  input: { email: string; name?: string; passwordHash: string },
+  client: ClientInfo,
+  role: UserRow['role'],
+) {
   const now = deps.clock.now();
   const user: UserRow = {
     id: deps.ids.next('usr'),
     tenant_id: tenant.id,
     email: normalizeEmail(input.email),
     name: input.name?.trim() || null,
-    password_hash: passwordHash,
+    password_hash: input.passwordHash,
     role,
     disabled_at: null,
     email_verified_at: null,
@@ -68,32 +92,30 @@ export async function register(
     created_at: now,
     updated_at: now,
   };
-  return transaction(deps.db.kysely, async (trx) => {
-    await insertUser(trx, user);
-    await recordAudit(trx, deps, {
-      tenantId: tenant.id,
-      action: role === 'operator' ? 'operator.created' : 'user.registered',
-      actor: { type: 'user', id: user.id },
-      target: { type: 'user', id: user.id },
-      client,
-    });
-    await emitEvent(trx, deps, {
-      tenantId: tenant.id,
-      type: 'user.created',
-      data: { user_id: user.id, email: user.email, method: 'password' },
-    });
-    // Seed 001: every new account gets its primary API key, shown once in this response.
-    const apiKey = await createApiKey(trx, deps, {
-      tenantId: tenant.id,
-      userId: user.id,
-      name: PRIMARY_KEY_NAME,
-      scopes: [],
-      expiresAt: null,
-      client,
-    });
-    const { tokens } = await startSession(trx, deps, { tenant, userId: user.id, client });
-    return { user: presentUser(user), ...tokens, api_key: { ...presentApiKey(apiKey.row), key: apiKey.key } };
+  await insertUser(trx, user);
+  await recordAudit(trx, deps, {
+    tenantId: tenant.id,
+    action: role === 'operator' ? 'operator.created' : 'user.registered',
+    actor: { type: 'user', id: user.id },
+    target: { type: 'user', id: user.id },
+    client,
   });
+  await emitEvent(trx, deps, {
+    tenantId: tenant.id,
+    type: 'user.created',
+    data: { user_id: user.id, email: user.email, method: 'password' },
+  });
+  // Seed 001: every new account gets its primary API key, shown once in this response.
+  const apiKey = await createApiKey(trx, deps, {
+    tenantId: tenant.id,
+    userId: user.id,
+    name: PRIMARY_KEY_NAME,
+    scopes: [],
+    expiresAt: null,
+    client,
+  });
+  const { tokens } = await startSession(trx, deps, { tenant, userId: user.id, client });
+  return { user: presentUser(user), ...tokens, api_key: { ...presentApiKey(apiKey.row), key: apiKey.key } };
 }
 
 /**
