@@ -188,7 +188,6 @@ export function createPasswordHasher(options: HashingOptions): PasswordHasher {
       const now = active.get(tenantId);
       if (!now || now.count <= 1) active.delete(tenantId);
       else now.count -= 1;
-      if (queue.size === 0 && queue.pending === 0) virtualTime = 0;
     });
   };
 
