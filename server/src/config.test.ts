@@ -76,4 +76,28 @@ describe('loadConfig', () => {
         error.problems.some((p) => p.startsWith('DATABASE_STATEMENT_TIMEOUT')),
     );
   });
+
+  it('TRUST_PROXY takes proxy addresses; true and hop counts are refused with what to set instead', () => {
+    assert.equal(loadConfig({}).trustProxy, false);
+    assert.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false);
+    assert.deepEqual(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,::1,loopback' }).trustProxy, [
+      '10.0.0.0/8',
+      '127.0.0.1',
+      '::1',
+      'loopback',
+    ]);
+    for (const value of ['true', '1']) {
+      assert.throws(
+        () => loadConfig({ TRUST_PROXY: value }),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          error.problems.length === 1 &&
+          /^TRUST_PROXY.*set the addresses or networks of your proxies instead, e\.g\. TRUST_PROXY=10\.0\.0\.0\/8,127\.0\.0\.1$/.test(
+            error.problems[0] ?? '',
+          ),
+        value,
+      );
+    }
+    assert.throws(() => loadConfig({ TRUST_PROXY: '10.0.0.0/8,proxy.internal' }), /TRUST_PROXY: "proxy.internal"/);
+  });
 });

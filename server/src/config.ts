@@ -20,7 +20,11 @@ export interface Config {
   /** base64 or hex 32-byte key; absent only in development, where main.ts generates one. */
   masterKey?: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  trustProxy: boolean;
+  /**
+   * Which peers may set the client address through X-Forwarded-For (Fastify's trustProxy): false
+   * (none, the default) or the proxies' addresses and networks.
+   */
+  trustProxy: false | string[];
   /** A request (headers and body) must have arrived within this long, or it is cut with 408. */
   requestTimeoutMs: number;
   /** Defaults for each tenant; tenants may override lifetimes in their settings. */
@@ -43,6 +47,8 @@ export interface Config {
     maxQueue: number;
   };
   setupTokenTtlMs: number;
+  /** Sign-ups one client address (an IPv6 /64) may make per hour, over all tenants. */
+  signUpsPerIpHourly: number;
   limits: {
     /** Plan and key limits are enforced (off only where an edge proxy limits instead; logged loudly). */
     enabled: boolean;
@@ -195,7 +201,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl: url('REDIS_URL'),
     masterKey,
     logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
-    trustProxy: oneOf('TRUST_PROXY', ['true', 'false'] as const, 'false') === 'true',
+    trustProxy: parseTrustProxy(read('TRUST_PROXY'), problems),
     requestTimeoutMs: duration('REQUEST_TIMEOUT', '30s', 100),
     tokens: {
       accessTtlMs,
@@ -215,6 +221,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxQueue: integer('HASH_QUEUE_MAX', cores * 8, 0, 100_000),
     },
     setupTokenTtlMs: duration('SETUP_TOKEN_TTL', '24h', 60_000),
+    signUpsPerIpHourly: integer('SIGNUP_LIMIT_PER_IP', 20, 1, 1_000_000),
     limits: {
       enabled: oneOf('RATE_LIMITS', ['on', 'off'] as const, 'on') === 'on',
       onStoreFailure: oneOf('RATE_LIMIT_STORE_FAILURE', ['open', 'closed'] as const, 'open'),
@@ -250,6 +257,43 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** proxy-addr's names for ranges (Fastify's trustProxy understands them as well as addresses). */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * TRUST_PROXY: `false` (default) or a comma-separated list of the proxies' addresses or networks
+ * (`10.0.0.0/8,127.0.0.1`, or proxy-addr's `loopback`, `linklocal`, `uniquelocal`). `true` is
+ * refused: it would believe an X-Forwarded-For sent by anyone, so sign-in, sign-up and device limits
+ * would be keyed by an address the client chose. So is a hop count: it cannot tell a proxy from a
+ * client that writes enough addresses itself, and Fastify 5 ignores one (it trusts no peer then).
+ */
+function parseTrustProxy(text: string | undefined, problems: string[]): false | string[] {
+  if (text === undefined || text === 'false') return false;
+  const fix = 'set the addresses or networks of your proxies instead, e.g. TRUST_PROXY=10.0.0.0/8,127.0.0.1';
+  if (text === 'true') {
+    problems.push(`TRUST_PROXY=true would trust an X-Forwarded-For sent by any client; ${fix}`);
+    return false;
+  }
+  if (/^\d+$/.test(text)) {
+    problems.push(`TRUST_PROXY=${text}: a hop count cannot tell a proxy from a client; ${fix}`);
+    return false;
+  }
+  const entries = text
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  for (const entry of entries) {
+    if (PROXY_RANGE_NAMES.has(entry)) continue;
+    try {
+      parseNetworks(entry);
+    } catch (error) {
+      problems.push(`TRUST_PROXY: ${(error as Error).message}; ${fix}`);
+      return false;
+    }
+  }
+  return entries;
 }
 
 /** Decodes a 32-byte master key from base64(url) or hex; null when it is not one. */

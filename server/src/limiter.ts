@@ -36,6 +36,11 @@ export interface LimiterOptions {
   duration: number;
   /** Once the points are used up, block for this long (seconds); 0 = until the window ends. */
   blockDuration?: number;
+  /**
+   * While the shared store fails, count in this process's memory whatever RATE_LIMIT_STORE_FAILURE
+   * says: for guards that must never stop counting nor refuse everyone (sign-in, sign-up).
+   */
+  countLocallyOnFailure?: boolean;
 }
 
 export type CounterStore = 'memory' | 'postgres' | 'redis';
@@ -77,7 +82,12 @@ export interface LimiterSetup {
  */
 export function createLimiters(setup: LimiterSetup): Limiters {
   const namespace = setup.namespace ?? 'gh';
-  const scoped = (options: LimiterOptions) => ({ ...options, keyPrefix: `${namespace}:${options.keyPrefix}` });
+  const scoped = ({ countLocallyOnFailure: _, ...options }: LimiterOptions) => ({
+    ...options,
+    keyPrefix: `${namespace}:${options.keyPrefix}`,
+  });
+  // rate-limiter-flexible's insurance limiter takes over while the store fails.
+  const insurance = (options: LimiterOptions) => ({ insuranceLimiter: new RateLimiterMemory(scoped(options)) });
   const { redis, db, log } = setup;
   if (redis) {
     const unwatch = watchRedis(redis, setup.onStoreFailure, log);
@@ -90,7 +100,7 @@ export function createLimiters(setup: LimiterSetup): Limiters {
           storeClient: redis,
           useRedisPackage: true,
           rejectIfRedisNotReady: true,
-          ...(failOpen && { insuranceLimiter: new RateLimiterMemory(scoped(options)) }),
+          ...((failOpen || options.countLocallyOnFailure) && insurance(options)),
         }),
       state: () => (redis.isReady ? 'shared' : failOpen ? 'per_instance' : 'refusing'),
       close: unwatch,
@@ -106,6 +116,7 @@ export function createLimiters(setup: LimiterSetup): Limiters {
           storeClient: pool,
           tableName: 'rate_limits',
           tableCreated: true,
+          ...(options.countLocallyOnFailure && insurance(options)),
         }),
       state: () => 'shared',
       close: () => {},

@@ -64,7 +64,7 @@ async function serve(): Promise<void> {
       [
         '',
         '  No operator account yet. Create it once with this one-time setup token',
-        `  (valid ${Math.round(config.setupTokenTtlMs / 3_600_000)} h, replaced at every start until used):`,
+        `  (valid ${Math.round(config.setupTokenTtlMs / 3_600_000)} h; the first one used, of any start or instance, ends them all):`,
         '',
         `    curl -X POST ${config.publicUrl}/api/setup -H 'content-type: application/json' \\`,
         `      -d '${body}'`,

@@ -279,7 +279,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Create an account; returns tokens and the primary API key (shown once) */
+        /**
+         * Create an account; returns tokens and the primary API key (shown once)
+         * @description Limited per client address (SIGNUP_LIMIT_PER_IP an hour, over all tenants): 429 rate_limited with Retry-After beyond it.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -351,6 +354,15 @@ export interface paths {
                     };
                 };
                 /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
                 503: {
                     headers: {
                         [name: string]: unknown;
@@ -391,9 +403,11 @@ export interface paths {
                         email?: string;
                         username?: string;
                         password: string;
-                        grant_type?: string;
+                        /** @enum {string} */
+                        grant_type?: "password";
                         scope?: string;
                         client_id?: string;
+                        client_secret?: string;
                     };
                 };
             };

@@ -52,4 +52,76 @@ describe('migrations', () => {
       await db.close();
     }
   });
+
+  it('0013 records the authority of identities linked before it: their provider as configured then', async () => {
+    const db = await createDb({ dialect: 'sqlite', filename: ':memory:' });
+    try {
+      const migrator = new Migrator({ db: db.kysely, provider: { getMigrations: async () => migrations } });
+      assert.equal((await migrator.migrateTo('0012_one_active_signing_key')).error, undefined);
+      const k = db.kysely as never as import('kysely').Kysely<Record<string, Record<string, unknown>>>;
+      await k
+        .insertInto('tenants')
+        .values({
+          id: 'ten_old',
+          slug: 'old',
+          name: 'Old',
+          publishable_key: 'pk_old',
+          settings: '{}',
+          created_at: 1,
+          updated_at: 1,
+        })
+        .execute();
+      await k
+        .insertInto('users')
+        .values({
+          id: 'usr_old',
+          tenant_id: 'ten_old',
+          email: 'old@example.com',
+          role: 'user',
+          created_at: 1,
+          updated_at: 1,
+        })
+        .execute();
+      await k
+        .insertInto('oauth_providers')
+        .values({
+          id: 'opr_old',
+          tenant_id: 'ten_old',
+          name: 'acme',
+          client_id: 'c',
+          issuer: 'https://id.example.com',
+          authorization_endpoint: 'https://id.example.com/auth',
+          token_endpoint: 'https://id.example.com/token',
+          userinfo_endpoint: null,
+          scopes: '[]',
+          pkce: 1,
+          extra_params: '{}',
+          created_at: 1,
+          updated_at: 1,
+        })
+        .execute();
+      await k
+        .insertInto('user_identities')
+        .values({
+          id: 'idn_old',
+          tenant_id: 'ten_old',
+          user_id: 'usr_old',
+          provider_id: 'opr_old',
+          subject: 's',
+          email: null,
+          created_at: 1,
+          last_login_at: 1,
+        })
+        .execute();
+      await migrateToLatest(db);
+      const row = await db.kysely
+        .selectFrom('user_identities')
+        .select('authority')
+        .where('id', '=', 'idn_old')
+        .executeTakeFirstOrThrow();
+      assert.equal(row.authority, 'https://id.example.com https://id.example.com/token ');
+    } finally {
+      await db.close();
+    }
+  });
 });

@@ -353,6 +353,11 @@ export interface UserIdentityTable {
   provider_id: string;
   subject: string;
   email: string | null;
+  /**
+   * The provider's issuer, token and userinfo endpoints when the link was made (ADR 0013): the
+   * subject is only that server's word. null only for a provider row gone since.
+   */
+  authority: string | null;
   created_at: number;
   last_login_at: number;
 }

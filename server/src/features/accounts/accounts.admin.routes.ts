@@ -4,13 +4,13 @@ import { clientInfo } from '../../http/authenticate.js';
 import { actorOf } from '../../http/principal.js';
 import { type App, errors, IdParams, Page, PageQuery } from '../../http/schemas.js';
 import { actingTenant } from '../../http/tenant.js';
-import { deleteUser, getUser, importUsers, listUsers, patchUser } from './accounts.admin.service.js';
+import { deleteUser, getUser, importUsers, listUsers, managerOf, patchUser } from './accounts.admin.service.js';
 import { AdminUserPatch, ImportUsersBody, User } from './accounts.schemas.js';
 
 /**
  * Tenant-scoped user administration: tenant admins and operators (any tenant). Service keys may
  * read users; changing users (roles, disabling, imports) takes a person, so that a leaked backend
- * key cannot make itself an admin.
+ * key cannot make itself an admin, and never an account above that person's role (ADR 0013).
  */
 export function registerAdminUserRoutes(app: App, deps: Deps): void {
   const tags = ['admin: users'];
@@ -69,7 +69,7 @@ export function registerAdminUserRoutes(app: App, deps: Deps): void {
         tenant.id,
         request.params.id,
         request.body,
-        actorOf(request.principal),
+        managerOf(request.principal),
         clientInfo(request),
       );
     },
@@ -88,7 +88,7 @@ export function registerAdminUserRoutes(app: App, deps: Deps): void {
     },
     async (request, reply) => {
       const tenant = await actingTenant(deps, request);
-      await deleteUser(deps, tenant.id, request.params.id, actorOf(request.principal), clientInfo(request));
+      await deleteUser(deps, tenant.id, request.params.id, managerOf(request.principal), clientInfo(request));
       return reply.status(204).send(null);
     },
   );

@@ -2,14 +2,48 @@ import type { Static } from '@sinclair/typebox';
 import { transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError, notFound } from '../../errors.js';
-import type { Actor, ClientInfo } from '../../http/principal.js';
-import { isSupportedHash } from '../../lib/password-hasher.js';
+import { type Actor, actorOf, type ClientInfo, type Principal } from '../../http/principal.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { emitEvent } from '../events/events.service.js';
 import { revokeUserSessions } from '../sessions/sessions.service.js';
 import { findUser, insertUser, listUsers as listRows, type UserRow, updateUser } from './accounts.repo.js';
 import type { AdminUserPatch, ImportUsersBody } from './accounts.schemas.js';
 import { normalizeEmail, presentUser } from './accounts.service.js';
+
+/** Who acts on an account through the admin API: the audit actor and their role. */
+export interface Manager {
+  actor: Actor;
+  role: UserRow['role'];
+}
+
+/** The manager behind an admin route's principal (admin routes take people, not service keys). */
+export function managerOf(principal: Principal | null): Manager {
+  if (principal?.kind !== 'user') throw new AppError('forbidden', 'Changing accounts takes an admin');
+  return { actor: actorOf(principal), role: principal.role };
+}
+
+const RANK: Record<UserRow['role'], number> = { user: 0, admin: 1, operator: 2 };
+
+/**
+ * A tenant admin is not trusted above their own role (DESIGN; ADR 0013): they act on users and on
+ * other admins of their tenant, never on an operator. Throws 403 naming why.
+ */
+export function assertMayManage(manager: Manager, target: UserRow): void {
+  if (RANK[target.role] > RANK[manager.role]) {
+    throw new AppError(
+      'forbidden',
+      `This account is ${target.role === 'operator' ? 'an operator' : 'an admin'}, above your role`,
+    );
+  }
+}
+
+/** The account `id` of the tenant, when `manager` may act on it (404 when there is none, 403 when above them). */
+export async function requireManageableUser(deps: Deps, tenantId: string, id: string, manager: Manager) {
+  const user = await findUser(deps.db.kysely, tenantId, id);
+  if (!user) throw notFound('User');
+  assertMayManage(manager, user);
+  return user;
+}
 
 export async function listUsers(deps: Deps, tenantId: string, page: { after?: string; limit: number; email?: string }) {
   const rows = await listRows(deps.db.kysely, tenantId, {
@@ -33,11 +67,11 @@ export async function patchUser(
   tenantId: string,
   id: string,
   input: Static<typeof AdminUserPatch>,
-  actor: Actor,
+  manager: Manager,
   client: ClientInfo,
 ) {
-  const user = await findUser(deps.db.kysely, tenantId, id);
-  if (!user) throw notFound('User');
+  const { actor } = manager;
+  const user = await requireManageableUser(deps, tenantId, id, manager);
   if (user.role === 'operator' && (input.role !== undefined || input.disabled)) {
     throw new AppError('forbidden', 'Operators are managed with the gatehouse CLI');
   }
@@ -76,9 +110,9 @@ export async function patchUser(
  * connections close on it). Usage records and the audit log keep the id, which names no one,
  * for accounting and security history.
  */
-export async function deleteUser(deps: Deps, tenantId: string, id: string, actor: Actor, client: ClientInfo) {
-  const user = await findUser(deps.db.kysely, tenantId, id);
-  if (!user) throw notFound('User');
+export async function deleteUser(deps: Deps, tenantId: string, id: string, manager: Manager, client: ClientInfo) {
+  const { actor } = manager;
+  const user = await requireManageableUser(deps, tenantId, id, manager);
   if (user.role === 'operator') throw new AppError('forbidden', 'Operators are managed with the gatehouse CLI');
   if (actor.type === 'user' && actor.id === id) {
     throw new AppError('forbidden', 'An admin cannot delete their own account; ask another admin');
@@ -118,7 +152,8 @@ export async function deleteUser(deps: Deps, tenantId: string, id: string, actor
 
 /**
  * Imports accounts from another system in one transaction: all or nothing. bcrypt hashes are
- * accepted as they are and upgraded to argon2id at each user's next sign-in.
+ * accepted as they are and upgraded to argon2id at each user's next sign-in; hashes that would cost
+ * more to verify than HASH_COST_BOUNDS allow are refused, naming the field.
  */
 export async function importUsers(
   deps: Deps,
@@ -134,13 +169,10 @@ export async function importUsers(
     if (seen.has(email))
       problems.push({ field: `users.${index}.email`, in: 'body', message: 'appears twice in this import' });
     seen.add(email);
-    if (user.password_hash !== undefined && !isSupportedHash(user.password_hash)) {
-      problems.push({
-        field: `users.${index}.password_hash`,
-        in: 'body',
-        message: 'is not an argon2id or bcrypt hash',
-      });
-    }
+    // Bounded cost: the hash's parameters are the importer's choice, its verification our cost.
+    const hashProblem = user.password_hash === undefined ? null : deps.passwords.importProblem(user.password_hash);
+    if (hashProblem !== null)
+      problems.push({ field: `users.${index}.password_hash`, in: 'body', message: hashProblem });
   });
   if (problems.length > 0) {
     throw new AppError(

@@ -14,7 +14,7 @@ import {
   UpdateMeBody,
   User,
 } from './accounts.schemas.js';
-import { changePassword, getMe, login, register, updateMe } from './accounts.service.js';
+import { changePassword, getMe, login, signUp, updateMe } from './accounts.service.js';
 
 export function registerAccountRoutes(app: App, deps: Deps): void {
   const tags = ['accounts'];
@@ -26,13 +26,15 @@ export function registerAccountRoutes(app: App, deps: Deps): void {
       schema: {
         tags,
         summary: 'Create an account; returns tokens and the primary API key (shown once)',
+        description:
+          'Limited per client address (SIGNUP_LIMIT_PER_IP an hour, over all tenants): 429 rate_limited with Retry-After beyond it.',
         body: RegisterBody,
-        response: { 201: RegisterResponse, ...errors(400, 409, 503) },
+        response: { 201: RegisterResponse, ...errors(400, 409, 429, 503) },
       },
     },
     async (request, reply) => {
       const tenant = await publicTenant(deps, request);
-      return reply.status(201).send(await register(deps, tenant, request.body, clientInfo(request)));
+      return reply.status(201).send(await signUp(deps, tenant, request.body, clientInfo(request)));
     },
   );
 

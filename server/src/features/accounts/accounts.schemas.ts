@@ -41,15 +41,23 @@ export const RegisterBody = Type.Object(
 
 export const RegisterResponse = Type.Object({ user: Type.Ref(User), ...TokenPair, api_key: IssuedApiKey });
 
-/** JSON `{email, password}` or the OAuth2-password-style form `username`/`password` (seed 001). */
-export const LoginBody = Type.Object({
-  email: Type.Optional(Email),
-  username: Type.Optional(Type.String({ maxLength: 254 })),
-  password: Password,
-  grant_type: Type.Optional(Type.String()),
-  scope: Type.Optional(Type.String()),
-  client_id: Type.Optional(Type.String()),
-});
+/**
+ * JSON `{email, password}` or the OAuth2-password-style form `username`/`password` (seed 001), with
+ * the other fields of that form (RFC 6749 §4.3.2, client fields per §2.3.1) accepted and ignored.
+ * Anything else is a 400 naming it, as on every other route.
+ */
+export const LoginBody = Type.Object(
+  {
+    email: Type.Optional(Email),
+    username: Type.Optional(Type.String({ maxLength: 254 })),
+    password: Password,
+    grant_type: Type.Optional(Type.Literal('password')),
+    scope: Type.Optional(Type.String({ maxLength: 1000 })),
+    client_id: Type.Optional(Type.String({ maxLength: 200 })),
+    client_secret: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
 
 export const LoginResponse = Type.Object({ ...TokenPair, user: Type.Ref(User) });
 

@@ -1,7 +1,10 @@
+import type { Kysely } from 'kysely';
 import { transaction } from '../../db/index.js';
+import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../errors.js';
 import type { ClientInfo, UserPrincipal } from '../../http/principal.js';
+import { HasherOverloadedError, type PasswordCheck } from '../../lib/password-hasher.js';
 import { createApiKey, PRIMARY_KEY_NAME, presentApiKey } from '../api-keys/api-keys.service.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { emitEvent } from '../events/events.service.js';
@@ -13,6 +16,7 @@ import { budgetOf, presentBudget } from '../usage/budget.service.js';
 import { findUser, findUserByEmail, insertUser, type UserRow, updateUser } from './accounts.repo.js';
 import { beginAttempt } from './login-guard.js';
 import { checkPassword } from './password-policy.js';
+import { beginSignUp } from './signup-guard.js';
 
 export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
@@ -41,6 +45,13 @@ export async function assertPasswordAllowed(deps: Deps, tenant: Tenant, password
   }
 }
 
+/** The policy check and the argon2id hash of a new password, refused at once under overload. */
+export async function hashNewPassword(deps: Deps, tenant: Tenant, password: string): Promise<string> {
+  deps.passwords.assertCapacity(tenant.id);
+  await assertPasswordAllowed(deps, tenant, password);
+  return deps.passwords.hash(password, tenant.id);
+}
+
 export async function register(
   deps: Deps,
   tenant: Tenant,
@@ -48,16 +59,31 @@ export async function register(
   client: ClientInfo,
   role: UserRow['role'] = 'user',
 ) {
-  deps.passwords.assertCapacity();
-  await assertPasswordAllowed(deps, tenant, input.password);
-  const passwordHash = await deps.passwords.hash(input.password);
+  const passwordHash = await hashNewPassword(deps, tenant, input.password);
+  return transaction(deps.db.kysely, (trx) =>
+    insertRegistration(trx, deps, tenant, { ...input, passwordHash }, client, role),
+  );
+}
+
+/**
+ * The writes of a sign-up, in the caller's transaction: the user, its audit row and event, the
+ * primary API key and a session. Answers as POST /api/auth/register does.
+ */
+export async function insertRegistration(
+  trx: Kysely<Database>,
+  deps: Deps,
+  tenant: Tenant,
+  input: { email: string; name?: string; passwordHash: string },
+  client: ClientInfo,
+  role: UserRow['role'],
+) {
   const now = deps.clock.now();
   const user: UserRow = {
     id: deps.ids.next('usr'),
     tenant_id: tenant.id,
     email: normalizeEmail(input.email),
     name: input.name?.trim() || null,
-    password_hash: passwordHash,
+    password_hash: input.passwordHash,
     role,
     disabled_at: null,
     email_verified_at: null,
@@ -66,32 +92,49 @@ export async function register(
     created_at: now,
     updated_at: now,
   };
-  return transaction(deps.db.kysely, async (trx) => {
-    await insertUser(trx, user);
-    await recordAudit(trx, deps, {
-      tenantId: tenant.id,
-      action: role === 'operator' ? 'operator.created' : 'user.registered',
-      actor: { type: 'user', id: user.id },
-      target: { type: 'user', id: user.id },
-      client,
-    });
-    await emitEvent(trx, deps, {
-      tenantId: tenant.id,
-      type: 'user.created',
-      data: { user_id: user.id, email: user.email, method: 'password' },
-    });
-    // Seed 001: every new account gets its primary API key, shown once in this response.
-    const apiKey = await createApiKey(trx, deps, {
-      tenantId: tenant.id,
-      userId: user.id,
-      name: PRIMARY_KEY_NAME,
-      scopes: [],
-      expiresAt: null,
-      client,
-    });
-    const { tokens } = await startSession(trx, deps, { tenant, userId: user.id, client });
-    return { user: presentUser(user), ...tokens, api_key: { ...presentApiKey(apiKey.row), key: apiKey.key } };
+  await insertUser(trx, user);
+  await recordAudit(trx, deps, {
+    tenantId: tenant.id,
+    action: role === 'operator' ? 'operator.created' : 'user.registered',
+    actor: { type: 'user', id: user.id },
+    target: { type: 'user', id: user.id },
+    client,
   });
+  await emitEvent(trx, deps, {
+    tenantId: tenant.id,
+    type: 'user.created',
+    data: { user_id: user.id, email: user.email, method: 'password' },
+  });
+  // Seed 001: every new account gets its primary API key, shown once in this response.
+  const apiKey = await createApiKey(trx, deps, {
+    tenantId: tenant.id,
+    userId: user.id,
+    name: PRIMARY_KEY_NAME,
+    scopes: [],
+    expiresAt: null,
+    client,
+  });
+  const { tokens } = await startSession(trx, deps, { tenant, userId: user.id, client });
+  return { user: presentUser(user), ...tokens, api_key: { ...presentApiKey(apiKey.row), key: apiKey.key } };
+}
+
+/**
+ * POST /api/auth/register: a sign-up counted against its client address first (signup-guard.ts),
+ * then `register`. A sign-up refused for overload gives its count back.
+ */
+export async function signUp(
+  deps: Deps,
+  tenant: Tenant,
+  input: { email: string; password: string; name?: string },
+  client: ClientInfo,
+) {
+  const ticket = await beginSignUp(deps, client.ip);
+  try {
+    return await register(deps, tenant, input, client);
+  } catch (error) {
+    if (error instanceof HasherOverloadedError) await ticket.abandoned();
+    throw error;
+  }
 }
 
 const badCredentials = () => new AppError('invalid_credentials', 'Email or password is incorrect');
@@ -137,29 +180,35 @@ export async function verifySignIn(
   input: { email: string; password: string },
   client: ClientInfo,
 ): Promise<{ user: UserRow; newHash: string | undefined }> {
-  deps.passwords.assertCapacity();
+  deps.passwords.assertCapacity(tenant.id);
   const email = normalizeEmail(input.email);
   const attempt = { tenantId: tenant.id, email, ip: client.ip };
   const ticket = await beginAttempt(deps, attempt);
   let user: UserRow | undefined;
-  let check = { ok: false, needsRehash: false };
+  let check: PasswordCheck = { ok: false, needsRehash: false };
   try {
     user = await findUserByEmail(deps.db.kysely, tenant.id, email);
-    if (user?.password_hash) check = await deps.passwords.verify(user.password_hash, input.password);
-    else await deps.passwords.verifyDummy(input.password);
+    if (user?.password_hash) check = await deps.passwords.verify(user.password_hash, input.password, tenant.id);
+    else await deps.passwords.verifyDummy(input.password, tenant.id);
   } catch (error) {
     await ticket.abandoned();
     throw error;
   }
 
   if (!user || !check.ok) {
+    if (user && check.unverifiable) {
+      deps.log.warn(
+        { tenantId: tenant.id, userId: user.id },
+        'stored password hash is outside the accepted cost bounds; not verified (reset the password or import it again)',
+      );
+    }
     await recordAudit(deps.db.kysely, deps, {
       tenantId: tenant.id,
       action: 'login.failed',
       actor: { type: 'anonymous', id: null },
       target: user ? { type: 'user', id: user.id } : undefined,
       client,
-      data: { email, reason: user ? 'wrong_password' : 'unknown_email' },
+      data: { email, reason: !user ? 'unknown_email' : check.unverifiable ? 'unverifiable_hash' : 'wrong_password' },
     });
     throw badCredentials();
   }
@@ -168,7 +217,7 @@ export async function verifySignIn(
     throw new AppError('account_disabled', 'This account is disabled');
   }
   // bcrypt imports and old argon2 parameters are upgraded now that we hold the password.
-  return { user, newHash: check.needsRehash ? await deps.passwords.hash(input.password) : undefined };
+  return { user, newHash: check.needsRehash ? await deps.passwords.hash(input.password, tenant.id) : undefined };
 }
 
 export async function requireUser(deps: Deps, tenantId: string, userId: string): Promise<UserRow> {
@@ -244,13 +293,13 @@ export async function changePassword(
   input: { current_password: string; new_password: string },
   client: ClientInfo,
 ) {
-  deps.passwords.assertCapacity();
+  deps.passwords.assertCapacity(principal.tenantId);
   const tenant = await requireTenant(deps, principal.tenantId);
   const user = await requireUser(deps, principal.tenantId, principal.userId);
   const ticket = await beginAttempt(deps, { tenantId: tenant.id, email: user.email, ip: client.ip });
-  let check = { ok: false };
+  let check: PasswordCheck = { ok: false, needsRehash: false };
   try {
-    if (user.password_hash) check = await deps.passwords.verify(user.password_hash, input.current_password);
+    if (user.password_hash) check = await deps.passwords.verify(user.password_hash, input.current_password, tenant.id);
   } catch (error) {
     await ticket.abandoned();
     throw error;
@@ -262,7 +311,7 @@ export async function changePassword(
   }
   await ticket.succeeded();
   await assertPasswordAllowed(deps, tenant, input.new_password, 'new_password');
-  const hash = await deps.passwords.hash(input.new_password);
+  const hash = await deps.passwords.hash(input.new_password, tenant.id);
   const now = deps.clock.now();
   const revoked = await transaction(deps.db.kysely, async (trx) => {
     await updateUser(trx, tenant.id, user.id, { password_hash: hash, updated_at: now });

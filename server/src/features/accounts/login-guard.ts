@@ -20,9 +20,12 @@ const guards = new WeakMap<Deps, Guard>();
 function guardOf(deps: Deps): Guard {
   let guard = guards.get(deps);
   if (!guard) {
+    // A guard that cannot count must not let guesses through unbounded, nor lock everyone out:
+    // while the shared store fails, each instance counts in memory (OWASP ASVS 5.0 V6.3.1).
+    const local = { countLocallyOnFailure: true };
     guard = {
-      byAccount: deps.limiters.create({ keyPrefix: 'login_fail_account', ...ACCOUNT_FAILURES }),
-      byIp: deps.limiters.create({ keyPrefix: 'login_fail_ip', ...IP_FAILURES }),
+      byAccount: deps.limiters.create({ keyPrefix: 'login_fail_account', ...ACCOUNT_FAILURES, ...local }),
+      byIp: deps.limiters.create({ keyPrefix: 'login_fail_ip', ...IP_FAILURES, ...local }),
     };
     guards.set(deps, guard);
   }
@@ -55,14 +58,24 @@ export interface AttemptTicket {
 export async function beginAttempt(deps: Deps, attempt: Attempt): Promise<AttemptTicket> {
   const guard = guardOf(deps);
   const k = keys(attempt);
-  const results = await Promise.allSettled([guard.byAccount.consume(k.account), guard.byIp.consume(k.ip)]);
+  const counters = [
+    [guard.byAccount, k.account],
+    [guard.byIp, k.ip],
+  ] as const;
+  const results = await Promise.allSettled(counters.map(([limiter, key]) => limiter.consume(key)));
   let waitMs = 0;
   for (const result of results) {
     if (result.status === 'fulfilled') continue;
     if (result.reason instanceof Error) {
-      // The counter store failed (not a limit): sign-in stays available; the failure is logged.
-      deps.log.error({ err: result.reason }, 'login guard store unavailable');
-      continue;
+      // Neither the store nor the in-memory insurance counted: refuse rather than let an
+      // uncounted guess through, and give back what was counted.
+      deps.log.error({ err: result.reason }, 'login guard cannot count; sign-in refused');
+      await Promise.allSettled(
+        counters.map(([limiter, key], i) => (results[i]?.status === 'fulfilled' ? limiter.reward(key, 1) : null)),
+      );
+      throw new AppError('limits_unavailable', 'Sign-in is unavailable for a moment; retry shortly', {
+        headers: { 'retry-after': '1' },
+      });
     }
     waitMs = Math.max(waitMs, (result.reason as { msBeforeNext: number }).msBeforeNext);
   }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { hash as argon2Hash } from '@node-rs/argon2';
 import { hash as bcryptHash } from '@node-rs/bcrypt';
-import { createHarness, type Harness } from '../../../test/harness.js';
+import { createHarness, fieldsOf, type Harness } from '../../../test/harness.js';
 
 let h: Harness;
 before(async () => {
@@ -32,6 +33,49 @@ describe('POST /api/auth/login', () => {
     });
     assert.equal(res.status, 200, res.text);
     assert.equal(res.body.user.email, user.email);
+  });
+
+  it('400 names an unknown field, in JSON and in the form-encoded variant, before any password is checked', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const json = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      body: { email: user.email, password: user.password, remember_me: true },
+    });
+    assert.equal(json.status, 400, json.text);
+    assert.deepEqual(fieldsOf(json), ['remember_me']);
+    const form = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      form: { username: user.email, password: user.password, otp: '123456' },
+    });
+    assert.equal(form.status, 400, form.text);
+    assert.deepEqual(fieldsOf(form), ['otp']);
+    const grant = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      form: { username: user.email, password: user.password, grant_type: 'client_credentials' },
+    });
+    assert.deepEqual(fieldsOf(grant), ['grant_type']);
+    // The rest of the OAuth2 password form (RFC 6749 §4.3.2, §2.3.1) is still accepted.
+    const oauthForm = await h.request({
+      method: 'POST',
+      url: '/api/auth/login',
+      tenant: t.publishableKey,
+      form: {
+        grant_type: 'password',
+        username: user.email,
+        password: user.password,
+        scope: '',
+        client_id: 'cli',
+        client_secret: '',
+      },
+    });
+    assert.equal(oauthForm.status, 200, oauthForm.text);
   });
 
   it('401 invalid_credentials is identical for a wrong password and an unknown email', async () => {
@@ -171,6 +215,67 @@ describe('POST /api/auth/login', () => {
 });
 
 describe('import', () => {
+  it('400 names each users.N.password_hash whose cost is beyond the bounds (argon2 m, t, p, lengths; bcrypt cost); nothing is imported', async () => {
+    const t = await h.tenant();
+    const salt = 'c2FsdHNhbHRzYWx0c2FsdA'; // 16 bytes
+    const tag = 'aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g'; // 32 bytes
+    const argon2 = (params: string, s = salt, h = tag) => `$argon2id$v=19$${params}$${s}$${h}`;
+    const bcrypt = (cost: string) => `$2b$${cost}$${'a'.repeat(53)}`;
+    const hashes = [
+      argon2('m=1048576,t=2,p=1'), // 1 GiB
+      argon2('m=19456,t=4294967295,p=1'),
+      argon2('m=19456,t=2,p=255'),
+      argon2('m=19456,t=11,p=1'),
+      argon2('m=19456,t=2,p=1', 'c2FsdA'), // 4-byte salt
+      argon2('m=19456,t=2,p=1', salt, 'A'.repeat(400)), // 300-byte tag
+      bcrypt('31'),
+      bcrypt('15'),
+      argon2('m=65536,t=10,p=4'), // the most accepted
+      bcrypt('14'),
+    ];
+    const res = await h.request({
+      method: 'POST',
+      url: '/api/admin/users/import',
+      token: h.operator.token,
+      tenant: t.id,
+      body: { users: hashes.map((password_hash, i) => ({ email: `costly${i}@example.com`, password_hash })) },
+    });
+    assert.equal(res.status, 400, res.text);
+    assert.deepEqual(
+      fieldsOf(res),
+      [0, 1, 2, 3, 4, 5, 6, 7].map((i) => `users.${i}.password_hash`),
+    );
+    assert.match(
+      res.body.error.message,
+      /users\.0\.password_hash has argon2 memory cost m \(KiB\) 1048576, outside 8 to 65536/,
+    );
+    assert.match(res.body.error.message, /users\.6\.password_hash has bcrypt cost 31, outside 4 to 14/);
+    const list = await h.request({ method: 'GET', url: '/api/admin/users', token: h.operator.token, tenant: t.id });
+    assert.equal(list.body.data.length, 0);
+  });
+
+  it('401 for a stored hash beyond the bounds even with the right password: it is not computed, and the audit says why', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    // A row from before the bounds: a real hash of the password, with one iteration too many.
+    const costly = await argon2Hash(user.password, { algorithm: 2, memoryCost: 1024, timeCost: 11, parallelism: 1 });
+    await h.deps.db.kysely.updateTable('users').set({ password_hash: costly }).where('id', '=', user.id).execute();
+    const res = await t.login({ email: user.email, password: user.password });
+    assert.equal(res.status, 401, res.text);
+    assert.equal(res.body.error.code, 'invalid_credentials');
+    const audit = await h.request({
+      method: 'GET',
+      url: '/api/admin/audit?action=login.failed',
+      token: h.operator.token,
+      tenant: t.id,
+    });
+    assert.deepEqual(
+      audit.body.data.map((e: { data: { reason: string } }) => e.data.reason),
+      ['unverifiable_hash'],
+    );
+    assert.ok(h.logs.some((line) => line.includes('outside the accepted cost bounds') && line.includes(user.id)));
+  });
+
   it('400 names a bad hash and 409 an existing email; nothing is imported either way', async () => {
     const t = await h.tenant();
     const existing = await t.user();

@@ -1,11 +1,11 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IDToken } from 'openid-client';
-import { json, transaction } from '../../db/index.js';
+import { isUniqueViolation, json, transaction } from '../../db/index.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { ClientInfo } from '../../http/principal.js';
 import { sha256 } from '../../lib/tokens.js';
-import { findUser, findUserByEmail, insertUser, updateUser } from '../accounts/accounts.repo.js';
+import { findUser, findUserByEmail, insertUser, type UserRow, updateUser } from '../accounts/accounts.repo.js';
 import { normalizeEmail, presentUser } from '../accounts/accounts.service.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { emitEvent } from '../events/events.service.js';
@@ -91,10 +91,24 @@ function backTo(redirectUri: string, params: Record<string, string | null>) {
 }
 
 /**
- * GET /api/auth/oauth/callback: the provider's redirect. Finds the user by (provider, subject);
- * else links the account with the same email only when the provider says that email is verified;
- * else signs a new user up. Answers where to send the browser: the app's redirect URI with a
- * one-time code, or with `error` (RFC 6749 §4.1.2.1 names).
+ * Who vouches for a provider's subjects: its issuer and the endpoints its claims come from (the
+ * ID token's, and userinfo's). OpenID Connect Core §5.7: only iss and sub together identify a
+ * user; a provider repointed at another server is another authority (ADR 0013).
+ */
+export const identityAuthority = (provider: OAuthProviderRow) =>
+  `${provider.issuer ?? ''} ${provider.token_endpoint} ${provider.userinfo_endpoint ?? ''}`;
+
+/**
+ * GET /api/auth/oauth/callback: the provider's redirect. Answers where to send the browser: the
+ * app's redirect URI with a one-time code, or with `error` (RFC 6749 §4.1.2.1 names). Who signed
+ * in (ADR 0013, DESIGN: accounts are linked to an external identity only through an email
+ * Gatehouse verified, or by the person signing in to the account to link it):
+ * - a known (provider, subject) is its user; but an admin's or operator's link holds only while
+ *   the provider points where it did when the link was made;
+ * - else, when an account has that email, nothing is linked: the person must sign in to that
+ *   account to link the provider (Gatehouse does not verify emails itself yet, and a provider's
+ *   "verified" is only that provider's word; a tenant admin can add one that says anything);
+ * - else a new user is signed up.
  */
 export async function finishSignIn(
   deps: Deps,
@@ -119,7 +133,18 @@ export async function finishSignIn(
 
   const tenantId = row.tenant_id;
   const db = deps.db.kysely;
-  const now = deps.clock.now();
+  const authority = identityAuthority(provider);
+  const refuse = async (userId: string, why: string, description: string) => {
+    await recordAudit(db, deps, {
+      tenantId,
+      action: 'login.failed',
+      actor: { type: 'anonymous', id: null },
+      target: { type: 'user', id: userId },
+      client,
+      data: { method: 'oauth', provider: provider.name, reason: why },
+    });
+    return fail('access_denied', description);
+  };
   const known = await db
     .selectFrom('user_identities')
     .selectAll()
@@ -128,88 +153,113 @@ export async function finishSignIn(
     .where('subject', '=', identity.subject)
     .executeTakeFirst();
   let userId = known?.user_id;
-  let created = false;
-  let linked = false;
-  if (!userId) {
-    const sameEmail = identity.email ? await findUserByEmail(db, tenantId, identity.email) : undefined;
-    if (sameEmail && !identity.emailVerified) {
-      return fail(
-        'access_denied',
-        `An account with this email exists; ${provider.name} does not say the email is verified, so sign in with your password`,
+  if (known && known.authority !== authority) {
+    // The provider now points elsewhere: a tenant admin may do that for the tenant's users, not
+    // to reach an account above them.
+    const linked = await findUser(db, tenantId, known.user_id);
+    if (linked && linked.role !== 'user') {
+      return refuse(
+        linked.id,
+        'provider_changed_since_linked',
+        `${provider.name} has been reconfigured since this account was linked to it; sign in another way and link it again`,
       );
     }
-    if (!identity.email && !sameEmail) return fail('access_denied', `${provider.name} shared no email address`);
-    userId = sameEmail?.id ?? deps.ids.next('usr');
-    created = !sameEmail;
-    linked = Boolean(sameEmail);
+  }
+  const created = !userId;
+  if (!userId) {
+    const sameEmail = identity.email ? await findUserByEmail(db, tenantId, identity.email) : undefined;
+    if (sameEmail) {
+      return refuse(
+        sameEmail.id,
+        'email_has_account',
+        `An account with this email already exists. Sign in to it another way; ${provider.name} can be linked to it only from the account itself`,
+      );
+    }
+    if (!identity.email) return fail('access_denied', `${provider.name} shared no email address`);
+    userId = deps.ids.next('usr');
   }
   const code = randomBytes(32).toString('base64url');
   const finalUserId = userId;
-  const user = await transaction(db, async (trx) => {
-    if (created) {
-      await insertUser(trx, {
-        id: finalUserId,
-        tenant_id: tenantId,
-        email: identity.email ?? '',
-        name: identity.name,
-        password_hash: null,
-        role: 'user',
-        disabled_at: null,
-        email_verified_at: identity.emailVerified ? now : null,
-        plan_id: null,
-        last_login_at: now,
-        created_at: now,
-        updated_at: now,
-      });
-      await emitEvent(trx, deps, {
-        tenantId,
-        type: 'user.created',
-        data: { user_id: finalUserId, email: identity.email, method: 'oauth', provider: provider.name },
-      });
-    }
-    if (!known) {
+  const now = deps.clock.now();
+  let user: UserRow | undefined;
+  try {
+    user = await transaction(db, async (trx) => {
+      if (created) {
+        await insertUser(trx, {
+          id: finalUserId,
+          tenant_id: tenantId,
+          email: identity.email ?? '',
+          name: identity.name,
+          password_hash: null,
+          role: 'user',
+          disabled_at: null,
+          email_verified_at: identity.emailVerified ? now : null,
+          plan_id: null,
+          last_login_at: now,
+          created_at: now,
+          updated_at: now,
+        });
+        await emitEvent(trx, deps, {
+          tenantId,
+          type: 'user.created',
+          data: { user_id: finalUserId, email: identity.email, method: 'oauth', provider: provider.name },
+        });
+      }
+      if (!known) {
+        await trx
+          .insertInto('user_identities')
+          .values({
+            id: deps.ids.next('idn'),
+            tenant_id: tenantId,
+            user_id: finalUserId,
+            provider_id: provider.id,
+            subject: identity.subject,
+            email: identity.email,
+            authority,
+            created_at: now,
+            last_login_at: now,
+          })
+          .execute();
+      } else {
+        await trx
+          .updateTable('user_identities')
+          .set({ last_login_at: now, authority })
+          .where('id', '=', known.id)
+          .execute();
+      }
+      const found = await findUser(trx, tenantId, finalUserId);
+      if (!found || found.disabled_at !== null) return found;
+      await updateUser(trx, tenantId, finalUserId, { last_login_at: now });
       await trx
-        .insertInto('user_identities')
+        .insertInto('oauth_codes')
         .values({
-          id: deps.ids.next('idn'),
+          id: sha256(code),
           tenant_id: tenantId,
           user_id: finalUserId,
-          provider_id: provider.id,
-          subject: identity.subject,
-          email: identity.email,
+          redirect_uri: redirectUri,
+          code_challenge: row.app_code_challenge,
           created_at: now,
-          last_login_at: now,
+          expires_at: now + CODE_TTL_MS,
+          used_at: null,
         })
         .execute();
-    } else {
-      await trx.updateTable('user_identities').set({ last_login_at: now }).where('id', '=', known.id).execute();
-    }
-    const found = await findUser(trx, tenantId, finalUserId);
-    if (!found || found.disabled_at !== null) return found;
-    await updateUser(trx, tenantId, finalUserId, { last_login_at: now });
-    await trx
-      .insertInto('oauth_codes')
-      .values({
-        id: sha256(code),
-        tenant_id: tenantId,
-        user_id: finalUserId,
-        redirect_uri: redirectUri,
-        code_challenge: row.app_code_challenge,
-        created_at: now,
-        expires_at: now + CODE_TTL_MS,
-        used_at: null,
-      })
-      .execute();
-    await recordAudit(trx, deps, {
-      tenantId,
-      action: created ? 'user.registered' : 'login.succeeded',
-      actor: { type: 'user', id: finalUserId },
-      target: { type: 'user', id: finalUserId },
-      client,
-      data: { method: 'oauth', provider: provider.name, ...(linked && { linked_by_verified_email: true }) },
+      await recordAudit(trx, deps, {
+        tenantId,
+        action: created ? 'user.registered' : 'login.succeeded',
+        actor: { type: 'user', id: finalUserId },
+        target: { type: 'user', id: finalUserId },
+        client,
+        data: { method: 'oauth', provider: provider.name },
+      });
+      return found;
     });
-    return found;
-  });
+  } catch (error) {
+    // Two callbacks for one new identity or email at once: the other one made it.
+    if ((error instanceof AppError && error.code === 'email_taken') || isUniqueViolation(error)) {
+      return fail('temporarily_unavailable', 'Another sign-in for this account was in progress; try again');
+    }
+    throw error;
+  }
   if (!user || user.disabled_at !== null) return fail('access_denied', 'This account is disabled');
   return backTo(redirectUri, { code, state: row.app_state });
 }

@@ -79,19 +79,17 @@ describe('social sign-in', () => {
     assert.equal(again.body.user.id, tokens.body.user.id, 'the same subject is the same user');
   });
 
-  it('links an existing account only when the provider says the email is verified', async () => {
+  it('never links an existing account by email, verified by the provider or not: the person signs in to it instead', async () => {
     const t = await setup();
     const existing = await t.user({ email: `linked-${randomBytes(3).toString('hex')}@example.com` });
-    op.nextUser({ sub: `sub-${randomBytes(3).toString('hex')}`, email: existing.email, email_verified: false });
-    const refused = await signIn(t, { state: 's' });
-    assert.equal(refused.searchParams.get('error'), 'access_denied');
-    assert.equal(refused.searchParams.get('state'), 's');
-    assert.equal(refused.searchParams.get('code'), null);
-
-    op.nextUser({ sub: `sub-${randomBytes(3).toString('hex')}`, email: existing.email, email_verified: true });
-    const linked = await exchange(t, { code: (await signIn(t)).searchParams.get('code') });
-    assert.equal(linked.status, 200, linked.text);
-    assert.equal(linked.body.user.id, existing.id);
+    for (const email_verified of [false, true]) {
+      op.nextUser({ sub: `sub-${randomBytes(3).toString('hex')}`, email: existing.email, email_verified });
+      const refused = await signIn(t, { state: 's' });
+      assert.equal(refused.searchParams.get('error'), 'access_denied');
+      assert.match(refused.searchParams.get('error_description') ?? '', /already exists/);
+      assert.equal(refused.searchParams.get('state'), 's');
+      assert.equal(refused.searchParams.get('code'), null);
+    }
   });
 
   it('PKCE from the app: the code needs the verifier; a redirect URI not on the list is refused before the provider', async () => {

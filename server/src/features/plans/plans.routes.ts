@@ -4,6 +4,7 @@ import { clientInfo } from '../../http/authenticate.js';
 import { actorOf } from '../../http/principal.js';
 import { type App, errors, IdParams, Nullable } from '../../http/schemas.js';
 import { actingTenant } from '../../http/tenant.js';
+import { managerOf, requireManageableUser } from '../accounts/accounts.admin.service.js';
 import { limitFields, Plan, PlanName } from './plans.schemas.js';
 import { assignPlan, createPlan, deletePlan, getPlan, listPlans, updatePlan } from './plans.service.js';
 
@@ -119,6 +120,8 @@ export function registerPlanRoutes(app: App, deps: Deps): void {
     },
     async (request) => {
       const tenant = await actingTenant(deps, request);
+      // Not on an account above the caller's role (ADR 0013).
+      await requireManageableUser(deps, tenant.id, request.params.id, managerOf(request.principal));
       const plan = await assignPlan(
         deps,
         tenant.id,
