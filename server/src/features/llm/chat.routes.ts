@@ -15,6 +15,8 @@ const ChatBody = Type.Object(
     ),
     max_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
     max_completion_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
+    // OpenAI's own bound; each answer may use max_tokens, so n of them are held for.
+    n: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })),
     stream: Type.Optional(Type.Boolean()),
   },
   {

@@ -161,7 +161,13 @@ export async function noteExceeded(trx: Kysely<Database>, deps: Deps, owner: Bud
   });
 }
 
-/** Frees the budget held by reservations that were never settled or released; returns the budgets changed. */
+/**
+ * Ends reservations past their expiry that were never settled or released; returns the budgets
+ * changed. A reservation's tokens are freed. A budget lease's (`lse_…`) are charged in full: its
+ * instance stopped renewing it, most likely because it died, and may have served calls whose
+ * charges it never wrote, up to the slice. Freeing the slice would let those tokens be spent
+ * twice (ADR 0011); charging it loses at most the part no call used.
+ */
 export async function expireHolds(
   trx: Kysely<Database>,
   deps: Deps,
@@ -170,10 +176,21 @@ export async function expireHolds(
   const now = deps.clock.now();
   const changed: BudgetKey[] = [];
   for (const hold of holds) {
-    const closed = await closeReservation(trx, hold.tenant_id, hold.id, { status: 'expired', charged: null, now });
+    const lease = hold.id.startsWith('lse_');
+    const closed = await closeReservation(trx, hold.tenant_id, hold.id, {
+      status: 'expired',
+      charged: lease ? 'all' : null,
+      now,
+    });
     if (!closed) continue; // settled, released or expired by someone else meanwhile
     const key = { tenantId: hold.tenant_id, userId: closed.user_id, periodStart: closed.period_start };
-    await addToBudget(trx, key, { reserved: -closed.tokens, used: 0, limit: null, now });
+    await addToBudget(trx, key, { reserved: -closed.tokens, used: lease ? closed.tokens : 0, limit: null, now });
+    if (lease) {
+      deps.log.warn(
+        { tenantId: key.tenantId, userId: key.userId, lease: hold.id, tokens: closed.tokens },
+        'budget lease expired unrenewed (its instance stopped): its slice is charged in full',
+      );
+    }
     changed.push(key);
   }
   return changed;
