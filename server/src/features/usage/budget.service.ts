@@ -131,11 +131,23 @@ export function announceBudget(deps: Deps, owner: BudgetOwner, budget: BudgetVie
   return budget;
 }
 
+/** Retry-After of a refusal that only tokens held by calls in flight stand in the way of: they end within seconds. */
+export const HELD_RETRY_SECONDS = 2;
+
+/**
+ * 429 quota_exceeded. Retry-After is the end of the period, unless what is used leaves room for
+ * the call and only holds (calls in flight, another instance's slice) are in the way: then a
+ * retry within seconds may succeed.
+ */
 export function quotaExceeded(budget: BudgetView, requested: number, now: number): AppError {
-  const retryAfter = Math.max(1, Math.ceil((budget.period.end - now) / 1000));
+  const held = budget.limit !== null && budget.used + requested <= budget.limit;
+  const retryAfter = held ? HELD_RETRY_SECONDS : Math.max(1, Math.ceil((budget.period.end - now) / 1000));
+  const when = held
+    ? `calls in flight hold the rest; retry in ${HELD_RETRY_SECONDS} s`
+    : `it resets at ${new Date(budget.period.end).toISOString()}`;
   return new AppError(
     'quota_exceeded',
-    `Token budget exhausted: ${budget.remaining} of ${budget.limit} tokens left this period, ${requested} needed; it resets at ${new Date(budget.period.end).toISOString()}`,
+    `Token budget exhausted: ${budget.remaining} of ${budget.limit} tokens left this period, ${requested} needed; ${when}`,
     {
       headers: { 'retry-after': String(retryAfter) },
       details: { tokens_requested: requested, ...presentBudget(budget) },
