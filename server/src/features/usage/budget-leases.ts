@@ -279,23 +279,24 @@ async function growLease(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: n
   const expiresAt = now + LEASE_TTL_MS;
   const { tenantId } = lease.budget;
   lease.inGrow = true;
-  const dropping = lease.id;
+  /** The row this lease holds now: renewed below, or given up for a new one. */
+  const rowId = lease.id;
   let outcome: (
     | { granted: false }
     | { granted: true; id: string | null; size: number; row: BudgetRow; call: number }
   ) & { dropped: boolean; lost?: number };
   try {
     outcome = await transaction(deps.db.kysely, async (trx) => {
-      const alive = lease.id !== null && (await stretchLease(trx, tenantId, lease.id, { tokens: 0, expiresAt, now }));
-      const dropped = lease.id !== null && !alive;
+      const alive = rowId !== null && (await stretchLease(trx, tenantId, rowId, { tokens: 0, expiresAt, now }));
+      const dropped = rowId !== null && !alive;
       // A row past its expiry is not renewed (ADR 0011). Still held, it is given back here: this
       // instance knows what its calls used. Taken by the sweeper first, it was charged in full.
       let freed = 0;
       let lost: number | undefined;
-      if (lease.id !== null && !alive) {
-        const released = await closeReservation(trx, tenantId, lease.id, { status: 'released', charged: null, now });
+      if (dropped && rowId !== null) {
+        const released = await closeReservation(trx, tenantId, rowId, { status: 'released', charged: null, now });
         if (released) freed = released.tokens;
-        else lost = await chargedAtExpiry(trx, tenantId, lease.id);
+        else lost = await chargedAtExpiry(trx, tenantId, rowId);
       }
       await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
       await ensureBudget(trx, tenantId, owner.userId, lease.period, now);
@@ -356,7 +357,7 @@ async function growLease(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: n
   } finally {
     lease.inGrow = false;
   }
-  if (outcome.dropped && dropping !== null) loseRow(lease, dropping, outcome.lost ?? 0);
+  if (outcome.dropped && rowId !== null) loseRow(lease, rowId, outcome.lost ?? 0);
   if (!outcome.granted) {
     forgetBudget(deps, lease.budget);
     throw quotaExceeded(await readBudget(deps, owner, now), atLeast, deps.clock.now());
