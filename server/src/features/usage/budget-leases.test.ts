@@ -429,6 +429,7 @@ describe('budget leases (the LLM gateway’s holds and charges)', () => {
         .status;
     }
     assert.equal(last, 429, 'the budget ran out');
+    ctx.diagnostic(`the provider served ${served()} tokens against a budget of ${budget}`);
     assert.ok(served() <= budget, `the provider served ${served()} tokens against a budget of ${budget}`);
   });
 });
