@@ -1,5 +1,9 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { buildApp, type GatehouseApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
@@ -35,7 +39,19 @@ export interface Harness {
    * run. PostgreSQL only: SQLite mode is one instance by design.
    */
   secondInstance(): Promise<Instance>;
+  /**
+   * Another instance on the same database in a child process of its own (test/instance-process.ts),
+   * to be killed for real. PostgreSQL only.
+   */
+  spawnInstance(): Promise<SpawnedInstance>;
   close(): Promise<void>;
+}
+
+/** An instance in its own process: its base URL, and SIGKILL. */
+export interface SpawnedInstance {
+  url: string;
+  /** SIGKILL: the process ends at once, without any of its shutdown work. */
+  kill(): Promise<void>;
 }
 
 export interface RequestOptions {
@@ -148,7 +164,7 @@ export async function createHarness(
       offset += ms;
     },
   };
-  const config = loadConfig({
+  const configEnv = {
     NODE_ENV: 'test',
     PUBLIC_URL: 'http://gatehouse.test',
     // Cheap argon2 so the suite stays fast; the real parameters are measured in the bench.
@@ -159,7 +175,8 @@ export async function createHarness(
     SIGNUP_LIMIT_PER_IP: '1000000',
     REDIS_URL: process.env.TEST_REDIS_URL,
     ...env,
-  });
+  };
+  const config = loadConfig(configEnv);
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -206,6 +223,36 @@ export async function createHarness(
     const instance = { app, deps, request: requester(app) };
     instances.push(instance);
     return instance;
+  };
+
+  const children: ChildProcess[] = [];
+  const spawnInstance = async (): Promise<SpawnedInstance> => {
+    if (dbOptions.dialect !== 'postgres') throw new Error('a spawned instance needs PostgreSQL (TEST_DATABASE_URL)');
+    const spec = { env: configEnv, dbOptions, masterKey: masterKey.toString('hex'), limiterNamespace };
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=gatehouse-source',
+        '--import',
+        'tsx',
+        fileURLToPath(new URL('instance-process.ts', import.meta.url)),
+      ],
+      { env: { ...process.env, GATEHOUSE_TEST_INSTANCE: JSON.stringify(spec) }, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    children.push(child);
+    const exited = once(child, 'exit');
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    const first = await Promise.race([once(lines, 'line'), exited.then(() => [undefined])]);
+    lines.close();
+    if (typeof first[0] !== 'string') throw new Error('the spawned instance exited before it listened');
+    const { url } = JSON.parse(first[0]) as { url: string };
+    return {
+      url,
+      async kill() {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await exited;
+      },
+    };
   };
 
   const { deps, app, request } = await startInstance();
@@ -341,7 +388,11 @@ export async function createHarness(
       if (dbOptions.dialect !== 'postgres') throw new Error('a second instance needs PostgreSQL (TEST_DATABASE_URL)');
       return startInstance();
     },
+    spawnInstance,
     async close() {
+      for (const child of children) {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
       for (const instance of instances.reverse()) {
         await instance.app.close();
         await closeDeps(instance.deps);

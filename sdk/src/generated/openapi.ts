@@ -2200,6 +2200,8 @@ export interface paths {
                         llm_requests_per_hour?: number | null;
                         /** @description Largest max_tokens one LLM call may ask for; null = unlimited */
                         max_tokens_per_request?: number | null;
+                        /** @description Largest prompt one LLM call may send, in tokens (counted as the gateway counts them); null = unlimited */
+                        max_prompt_tokens_per_request?: number | null;
                         /** @description LLM token budget per period (a calendar month in UTC unless token_period says otherwise); null = unlimited */
                         tokens_per_month?: number | null;
                         /** @description When the token budget resets: calendar month, ISO week (Monday) or day, in UTC */
@@ -2402,6 +2404,8 @@ export interface paths {
                         llm_requests_per_hour?: number | null;
                         /** @description Largest max_tokens one LLM call may ask for; null = unlimited */
                         max_tokens_per_request?: number | null;
+                        /** @description Largest prompt one LLM call may send, in tokens (counted as the gateway counts them); null = unlimited */
+                        max_prompt_tokens_per_request?: number | null;
                         /** @description LLM token budget per period (a calendar month in UTC unless token_period says otherwise); null = unlimited */
                         tokens_per_month?: number | null;
                         /** @description When the token budget resets: calendar month, ISO week (Monday) or day, in UTC */
@@ -2616,6 +2620,7 @@ export interface paths {
                                     reset_at: string;
                                 } | null;
                                 max_tokens_per_request: number | null;
+                                max_prompt_tokens_per_request: number | null;
                             };
                             totals: {
                                 requests: number;
@@ -2904,6 +2909,7 @@ export interface paths {
                                     reset_at: string;
                                 } | null;
                                 max_tokens_per_request: number | null;
+                                max_prompt_tokens_per_request: number | null;
                             };
                             totals: {
                                 requests: number;
@@ -3732,13 +3738,46 @@ export interface paths {
                         };
                     };
                 };
-                /** @description Default Response */
+                /** @description An error in OpenAI's shape */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Error"];
+                        "application/json": {
+                            error: {
+                                message: string;
+                                /** @description OpenAI's error type: invalid_request_error, authentication_error, permission_error, requests (a rate limit), insufficient_quota, upstream_error, server_error */
+                                type: string;
+                                /** @description The request field at fault, if one is */
+                                param: string | null;
+                                /** @description Gatehouse's error code (docs/README.md) */
+                                code: string;
+                                details?: unknown;
+                                requestId: string;
+                            };
+                        };
+                    };
+                };
+                /** @description An error in OpenAI's shape */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                message: string;
+                                /** @description OpenAI's error type: invalid_request_error, authentication_error, permission_error, requests (a rate limit), insufficient_quota, upstream_error, server_error */
+                                type: string;
+                                /** @description The request field at fault, if one is */
+                                param: string | null;
+                                /** @description Gatehouse's error code (docs/README.md) */
+                                code: string;
+                                details?: unknown;
+                                requestId: string;
+                            };
+                        };
                     };
                 };
             };
@@ -6588,6 +6627,7 @@ export interface paths {
                         })[];
                         max_tokens?: number;
                         max_completion_tokens?: number;
+                        n?: number;
                         stream?: boolean;
                     } & {
                         [key: string]: unknown;
@@ -6595,58 +6635,130 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Default Response */
+                /** @description An error in OpenAI's shape */
                 400: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Error"];
+                        "application/json": {
+                            error: {
+                                message: string;
+                                /** @description OpenAI's error type: invalid_request_error, authentication_error, permission_error, requests (a rate limit), insufficient_quota, upstream_error, server_error */
+                                type: string;
+                                /** @description The request field at fault, if one is */
+                                param: string | null;
+                                /** @description Gatehouse's error code (docs/README.md) */
+                                code: string;
+                                details?: unknown;
+                                requestId: string;
+                            };
+                        };
                     };
                 };
-                /** @description Default Response */
+                /** @description An error in OpenAI's shape */
                 401: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Error"];
+                        "application/json": {
+                            error: {
+                                message: string;
+                                /** @description OpenAI's error type: invalid_request_error, authentication_error, permission_error, requests (a rate limit), insufficient_quota, upstream_error, server_error */
+                                type: string;
+                                /** @description The request field at fault, if one is */
+                                param: string | null;
+                                /** @description Gatehouse's error code (docs/README.md) */
+                                code: string;
+                                details?: unknown;
+                                requestId: string;
+                            };
+                        };
                     };
                 };
-                /** @description Default Response */
+                /** @description An error in OpenAI's shape */
                 403: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Error"];
+                        "application/json": {
+                            error: {
+                                message: string;
+                                /** @description OpenAI's error type: invalid_request_error, authentication_error, permission_error, requests (a rate limit), insufficient_quota, upstream_error, server_error */
+                                type: string;
+                                /** @description The request field at fault, if one is */
+                                param: string | null;
+                                /** @description Gatehouse's error code (docs/README.md) */
+                                code: string;
+                                details?: unknown;
+                                requestId: string;
+                            };
+                        };
                     };
                 };
-                /** @description Default Response */
+                /** @description An error in OpenAI's shape */
                 404: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Error"];
+                        "application/json": {
+                            error: {
+                                message: string;
+                                /** @description OpenAI's error type: invalid_request_error, authentication_error, permission_error, requests (a rate limit), insufficient_quota, upstream_error, server_error */
+                                type: string;
+                                /** @description The request field at fault, if one is */
+                                param: string | null;
+                                /** @description Gatehouse's error code (docs/README.md) */
+                                code: string;
+                                details?: unknown;
+                                requestId: string;
+                            };
+                        };
                     };
                 };
-                /** @description Default Response */
+                /** @description An error in OpenAI's shape */
                 429: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Error"];
+                        "application/json": {
+                            error: {
+                                message: string;
+                                /** @description OpenAI's error type: invalid_request_error, authentication_error, permission_error, requests (a rate limit), insufficient_quota, upstream_error, server_error */
+                                type: string;
+                                /** @description The request field at fault, if one is */
+                                param: string | null;
+                                /** @description Gatehouse's error code (docs/README.md) */
+                                code: string;
+                                details?: unknown;
+                                requestId: string;
+                            };
+                        };
                     };
                 };
-                /** @description Default Response */
+                /** @description An error in OpenAI's shape */
                 502: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Error"];
+                        "application/json": {
+                            error: {
+                                message: string;
+                                /** @description OpenAI's error type: invalid_request_error, authentication_error, permission_error, requests (a rate limit), insufficient_quota, upstream_error, server_error */
+                                type: string;
+                                /** @description The request field at fault, if one is */
+                                param: string | null;
+                                /** @description Gatehouse's error code (docs/README.md) */
+                                code: string;
+                                details?: unknown;
+                                requestId: string;
+                            };
+                        };
                     };
                 };
             };
@@ -7165,6 +7277,8 @@ export interface components {
             llm_requests_per_hour: number | null;
             /** @description Largest max_tokens one LLM call may ask for; null = unlimited */
             max_tokens_per_request: number | null;
+            /** @description Largest prompt one LLM call may send, in tokens (counted as the gateway counts them); null = unlimited */
+            max_prompt_tokens_per_request: number | null;
             /** @description LLM token budget per period (a calendar month in UTC unless token_period says otherwise); null = unlimited */
             tokens_per_month: number | null;
             /** @description When the token budget resets: calendar month, ISO week (Monday) or day, in UTC */

@@ -155,6 +155,8 @@ export interface PlanTable {
   requests_per_hour: number | null;
   llm_requests_per_hour: number | null;
   max_tokens_per_request: number | null;
+  /** Largest prompt one LLM call may send, in tokens. */
+  max_prompt_tokens_per_request: number | null;
   tokens_per_month: number | null;
   token_period: TokenPeriod;
   /** JSON array of public model names (a trailing * matches a prefix); null: every model. */

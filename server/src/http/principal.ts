@@ -23,6 +23,8 @@ export interface UserLimits {
   requestsPerHour: number | null;
   llmRequestsPerHour: number | null;
   maxTokensPerRequest: number | null;
+  /** Largest prompt one LLM call may send, in tokens. */
+  maxPromptTokensPerRequest: number | null;
   tokenBudget: number | null;
   tokenPeriod: TokenPeriod;
   /** Public model names the plan may call (a trailing * matches a prefix); null: every model. */

@@ -12,6 +12,7 @@ import * as m0010 from './0010_realtime.js';
 import * as m0011 from './0011_device.js';
 import * as m0012 from './0012_one_active_signing_key.js';
 import * as m0013 from './0013_identity_authority.js';
+import * as m0014 from './0014_plan_prompt_limit.js';
 
 /** Every migration, in order. Listed explicitly so bundlers and tsx need no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -28,4 +29,5 @@ export const migrations: Record<string, Migration> = {
   '0011_device': m0011,
   '0012_one_active_signing_key': m0012,
   '0013_identity_authority': m0013,
+  '0014_plan_prompt_limit': m0014,
 };

@@ -5,6 +5,7 @@ import { userOf } from '../../http/authenticate.js';
 import { type App, errors } from '../../http/schemas.js';
 import { type ChatRequest, chatCompletion, simpleCompletion } from './chat.service.js';
 import { streamChatCompletion } from './chat.stream.js';
+import { openaiErrorShape, openaiErrors } from './openai-errors.js';
 
 const ChatBody = Type.Object(
   {
@@ -15,6 +16,8 @@ const ChatBody = Type.Object(
     ),
     max_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
     max_completion_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
+    // OpenAI's own bound; each answer may use max_tokens, so n of them are held for.
+    n: Type.Optional(Type.Integer({ minimum: 1, maximum: 128 })),
     stream: Type.Optional(Type.Boolean()),
   },
   {
@@ -69,8 +72,9 @@ export function registerChatRoutes(app: App, deps: Deps): void {
         tags: ['llm'],
         summary: "OpenAI-compatible chat completion through the tenant's providers, streaming (SSE) or not",
         body: ChatBody,
-        response: { ...errors(400, 401, 403, 404, 429, 502) },
+        response: { ...openaiErrors(400, 401, 403, 404, 429, 502) },
       },
+      preSerialization: openaiErrorShape,
     },
     async (request, reply) => {
       const body = request.body as ChatRequest;

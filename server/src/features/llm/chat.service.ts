@@ -2,8 +2,8 @@ import type { FastifyReply } from 'fastify';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
-import type { BudgetView } from '../usage/budget.service.js';
-import { budgetOfHold, type Hold, holdTokens, settleHold } from '../usage/budget-leases.js';
+import { type BudgetView, quotaExceeded } from '../usage/budget.service.js';
+import { budgetOfHold, type Hold, holdTokens, releaseHold, settleHold, shrinkHold } from '../usage/budget-leases.js';
 import {
   applyLimitStates,
   type HeaderSink,
@@ -21,7 +21,7 @@ import {
   targetsFor,
 } from './gateway-config.js';
 import { cacheable, cacheKey, responseCacheOf } from './response-cache.js';
-import { countMessageTokens, countTokens } from './tokens.js';
+import { countMessageTokens, countTokens, promptBounds } from './tokens.js';
 import { openUpstream, type Upstream, type UpstreamUsage } from './upstream.js';
 
 /** The fields Gatehouse reads; everything else in the body goes to the provider as sent. */
@@ -30,6 +30,8 @@ export interface ChatRequest {
   messages: { role?: unknown; content?: unknown; name?: unknown }[];
   max_tokens?: number;
   max_completion_tokens?: number;
+  /** How many answers to generate (each may use max_tokens). */
+  n?: number;
   stream?: boolean;
   [field: string]: unknown;
 }
@@ -62,9 +64,16 @@ interface Admitted {
 }
 
 /**
- * The checks before any provider is called: max_tokens against the plan, the model (served
- * here, and allowed by the plan), the plan's LLM calls per hour, and a reservation of the worst
- * case (the prompt plus every completion token allowed) from the token budget.
+ * The checks before any provider is called, cheapest first (ADR 0014): max_tokens against the
+ * plan, the model (served here, and allowed by the plan), the plan's LLM calls per hour, then the
+ * token budget and the prompt's size.
+ *
+ * The budget is held before the prompt is counted, by a bound that costs nothing to compute (the
+ * prompt's UTF-8 bytes): a budget that cannot cover the smallest such call refuses without
+ * counting, and the count stops as soon as the prompt is known not to fit the hold or the plan's
+ * `max_prompt_tokens_per_request`. The hold is then cut to the prompt plus what the answer may
+ * use: what the client asked for, else the plan's maximum, but never more than the budget has
+ * left, and the provider is told that maximum (`max_tokens`), so it cannot serve more.
  */
 export async function admit(
   deps: Deps,
@@ -90,10 +99,7 @@ export async function admit(
   const llmLimits = await hitLimits(deps, requestLimitSpecs(principal, 'llm_requests'));
   applyLimitStates(deps, reply, llmLimits, OPENAI_LIMIT_HEADERS);
 
-  // Without a limit from the client or the plan, the prompt alone is held and the real use charged at settlement.
-  const maxTokens = requested ?? limits.maxTokensPerRequest ?? undefined;
-  const promptEstimate = await countMessageTokens(body.messages);
-  const hold = await holdTokens(deps, principal, promptEstimate + (maxTokens ?? 0));
+  const { hold, promptTokens, completion } = await holdForCall(deps, principal, body, requested);
   const budget = budgetOfHold(hold);
   if (budget.limit !== null) {
     reply.header('x-ratelimit-limit-tokens', String(budget.limit));
@@ -104,12 +110,58 @@ export async function admit(
     );
   }
   const upstreamBody: ChatRequest = { ...body };
-  if (requested === undefined && maxTokens !== undefined) upstreamBody.max_tokens = maxTokens;
+  if (requested === undefined && completion !== null) upstreamBody.max_tokens = completion;
   // Streams always end with a usage chunk, whether or not the client asked (so usage is exact).
   if (body.stream === true) {
     upstreamBody.stream_options = { ...(body.stream_options as object | undefined), include_usage: true };
   }
-  return { config, targets, hold, promptEstimate, upstreamBody };
+  return { config, targets, hold, promptEstimate: promptTokens, upstreamBody };
+}
+
+/**
+ * Holds the call's worst case and counts its prompt (see `admit`). Returns the hold, the prompt's
+ * tokens and the most each choice may answer with (null: no limit from the client, the plan or the budget).
+ */
+async function holdForCall(
+  deps: Deps,
+  principal: UserPrincipal,
+  body: ChatRequest,
+  requested: number | undefined,
+): Promise<{ hold: Hold; promptTokens: number; completion: number | null }> {
+  const { limits } = principal;
+  const choices = body.n ?? 1;
+  const perChoice = requested ?? limits.maxTokensPerRequest;
+  // What the answers may use at most: without a limit from the client or the plan, whatever the budget has left.
+  const most = perChoice !== null ? perChoice * choices : (limits.tokenBudget ?? 0);
+  const least = Math.min(requested !== undefined ? requested * choices : choices, most);
+  const bounds = promptBounds(body.messages);
+  const hold = await holdTokens(deps, principal, bounds.upper + most, { atLeast: bounds.lower + least });
+  let promptTokens: number;
+  try {
+    const maxPrompt = limits.maxPromptTokensPerRequest ?? Number.POSITIVE_INFINITY;
+    const fits = limits.tokenBudget === null ? Number.POSITIVE_INFINITY : hold.tokens - least;
+    promptTokens = await countMessageTokens(body.messages, { stopAbove: Math.min(maxPrompt, fits) });
+    if (promptTokens > maxPrompt) {
+      throw invalidField(
+        'messages',
+        `are more than ${maxPrompt} tokens: the ${limits.plan} plan allows at most ${maxPrompt} in one call's prompt`,
+      );
+    }
+  } catch (error) {
+    releaseHold(deps, hold);
+    throw error;
+  }
+  if (limits.tokenBudget === null) {
+    shrinkHold(hold, promptTokens + most);
+    return { hold, promptTokens, completion: perChoice };
+  }
+  if (promptTokens + least > hold.tokens) {
+    releaseHold(deps, hold);
+    throw quotaExceeded(budgetOfHold(hold), promptTokens + least, deps.clock.now());
+  }
+  const completion = Math.floor(Math.min(most, hold.tokens - promptTokens) / choices);
+  shrinkHold(hold, promptTokens + completion * choices);
+  return { hold, promptTokens, completion };
 }
 
 /** A call that a provider answered (2xx, or its own 4xx), and how to settle it. */

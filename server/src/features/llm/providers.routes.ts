@@ -5,6 +5,7 @@ import { actorOf } from '../../http/principal.js';
 import { type App, errors, IdParams, Timestamp } from '../../http/schemas.js';
 import { actingTenant } from '../../http/tenant.js';
 import { gatewayConfig, modelList } from './gateway-config.js';
+import { openaiErrorShape, openaiErrors } from './openai-errors.js';
 import {
   createProvider,
   deleteProvider,
@@ -178,9 +179,10 @@ export function registerProviderRoutes(app: App, deps: Deps): void {
               }),
             ),
           }),
-          ...errors(401),
+          ...openaiErrors(401, 403),
         },
       },
+      preSerialization: openaiErrorShape,
     },
     async (request) => {
       const user = userOf(request);

@@ -10,6 +10,9 @@ export const limitFields = {
   requests_per_hour: Limit('Authenticated API requests per hour'),
   llm_requests_per_hour: Limit('LLM calls per hour'),
   max_tokens_per_request: Limit('Largest max_tokens one LLM call may ask for'),
+  max_prompt_tokens_per_request: Limit(
+    'Largest prompt one LLM call may send, in tokens (counted as the gateway counts them)',
+  ),
   tokens_per_month: Limit('LLM token budget per period (a calendar month in UTC unless token_period says otherwise)'),
   token_period: Type.Union([Type.Literal('month'), Type.Literal('week'), Type.Literal('day')], {
     description: 'When the token budget resets: calendar month, ISO week (Monday) or day, in UTC',

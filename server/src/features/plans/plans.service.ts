@@ -22,6 +22,7 @@ export interface PlanLimits {
   requests_per_hour: number | null;
   llm_requests_per_hour: number | null;
   max_tokens_per_request: number | null;
+  max_prompt_tokens_per_request: number | null;
   tokens_per_month: number | null;
   token_period: TokenPeriod;
   /** Public model names the plan may call (a trailing * matches a prefix); null: every model. */
@@ -38,6 +39,7 @@ export const DEFAULT_PLANS: ({ name: string } & Omit<PlanLimits, 'allowed_models
     requests_per_hour: 100,
     llm_requests_per_hour: 50,
     max_tokens_per_request: 1_000,
+    max_prompt_tokens_per_request: 4_000,
     tokens_per_month: 10_000,
     token_period: 'month',
   },
@@ -46,6 +48,7 @@ export const DEFAULT_PLANS: ({ name: string } & Omit<PlanLimits, 'allowed_models
     requests_per_hour: 1_000,
     llm_requests_per_hour: 500,
     max_tokens_per_request: 4_000,
+    max_prompt_tokens_per_request: 32_000,
     tokens_per_month: 100_000,
     token_period: 'month',
   },
@@ -54,6 +57,7 @@ export const DEFAULT_PLANS: ({ name: string } & Omit<PlanLimits, 'allowed_models
     requests_per_hour: 10_000,
     llm_requests_per_hour: 5_000,
     max_tokens_per_request: 8_000,
+    max_prompt_tokens_per_request: 128_000,
     tokens_per_month: 1_000_000,
     token_period: 'month',
   },
@@ -71,6 +75,7 @@ export function presentPlan(row: PlanRow, defaultPlanId: string | null) {
     requests_per_hour: row.requests_per_hour,
     llm_requests_per_hour: row.llm_requests_per_hour,
     max_tokens_per_request: row.max_tokens_per_request,
+    max_prompt_tokens_per_request: row.max_prompt_tokens_per_request,
     tokens_per_month: row.tokens_per_month,
     token_period: row.token_period,
     allowed_models: json.read<string[] | null>(row.allowed_models, null),
@@ -123,6 +128,7 @@ export async function createPlan(
     requests_per_hour: input.requests_per_hour ?? null,
     llm_requests_per_hour: input.llm_requests_per_hour ?? null,
     max_tokens_per_request: input.max_tokens_per_request ?? null,
+    max_prompt_tokens_per_request: input.max_prompt_tokens_per_request ?? null,
     tokens_per_month: input.tokens_per_month ?? null,
     token_period: input.token_period ?? 'month',
     allowed_models: modelList(input.allowed_models),
@@ -259,6 +265,7 @@ export async function limitsOf(
     requestsPerHour: plan.requests_per_hour,
     llmRequestsPerHour: plan.llm_requests_per_hour,
     maxTokensPerRequest: plan.max_tokens_per_request,
+    maxPromptTokensPerRequest: plan.max_prompt_tokens_per_request,
     tokenBudget: plan.tokens_per_month,
     tokenPeriod: plan.token_period,
     allowedModels: json.read<string[] | null>(plan.allowed_models, null),

@@ -1,9 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
-import { addToBudget, type BudgetRow, shrinkLease } from './budget.repo.js';
+import { addToBudget, type BudgetRow, chargedAtExpiry, shrinkLease } from './budget.repo.js';
 import { checkExhausted, forgetBudget } from './budget.service.js';
-import { LEASE_IDLE_MS, LEASE_TTL_MS, type Lease } from './budget-leases.js';
+import { LEASE_IDLE_MS, LEASE_TTL_MS, type Lease, loseRow } from './budget-leases.js';
 
 // The budget leases' part of the one-second usage flush (ADR 0011): what each lease writes, in
 // the flush's transaction, and what the lease takes from it once committed or undoes if not.
@@ -51,7 +51,9 @@ export function drainLeases(deps: Deps, options: { final?: boolean } = {}): Leas
     const close = lease.id !== null && size === 0 && lease.growing === 0;
     const renew = lease.id !== null && lease.validUntil - now < LEASE_TTL_MS / 2;
     if (lease.charged === 0 && returned === 0 && !close && !renew) {
-      if (idle && lease.id === null && lease.flushing === null) deps.budgetLeases.leases.delete(lease.key);
+      // Kept while an expired slice's charge still covers calls of its period.
+      const covering = lease.cover > 0 && now < lease.period.end;
+      if (idle && lease.id === null && lease.flushing === null && !covering) deps.budgetLeases.leases.delete(lease.key);
       continue;
     }
     writes.push({ lease, id: lease.id, charged: lease.charged, returned, close, expiresAt: now + LEASE_TTL_MS });
@@ -67,11 +69,12 @@ export function drainLeases(deps: Deps, options: { final?: boolean } = {}): Leas
 /** Writes the drained leases in the flush's transaction; returns each budget row as written. */
 export async function writeLeases(trx: Kysely<Database>, deps: Deps, writes: LeaseWrite[]) {
   const now = deps.clock.now();
-  const rows: { write: LeaseWrite; row: BudgetRow | undefined; alive: boolean }[] = [];
+  const rows: { write: LeaseWrite; row: BudgetRow | undefined; alive: boolean; lost: number }[] = [];
   for (const write of writes) {
     const { lease } = write;
     let fromRow = 0;
     let alive = false;
+    let lost = 0;
     if (write.id !== null) {
       const left = await shrinkLease(trx, lease.budget.tenantId, write.id, {
         tokens: write.returned,
@@ -82,29 +85,33 @@ export async function writeLeases(trx: Kysely<Database>, deps: Deps, writes: Lea
       alive = left !== undefined;
       // A closed row gives back everything it still held (nothing, unless this instance lost count).
       if (left !== undefined) fromRow = write.returned + (write.close ? left : 0);
+      // Expired before this instance renewed it (ADR 0011): it was charged in full, these charges with it.
+      else lost = await chargedAtExpiry(trx, lease.budget.tenantId, write.id);
     }
+    const covered = Math.min(lost, write.charged);
     // The row exists: every lease read or grew it before its first call (none once the user is deleted).
-    const row = await addToBudget(trx, lease.budget, { reserved: -fromRow, used: write.charged, limit: null, now });
+    const row = await addToBudget(trx, lease.budget, {
+      reserved: -fromRow,
+      used: write.charged - covered,
+      limit: null,
+      now,
+    });
     await checkExhausted(trx, deps, lease.owner, row);
-    rows.push({ write, row, alive });
+    rows.push({ write, row, alive, lost: lost - covered });
   }
   return rows;
 }
 
 /** The flush committed: the leases take the rows as written. */
 export function commitLeases(deps: Deps, written: Awaited<ReturnType<typeof writeLeases>>): void {
-  for (const { write, row, alive } of written) {
+  for (const { write, row, alive, lost } of written) {
     const { lease } = write;
     lease.flushing = null;
     if (row) lease.row = row;
-    if (write.id !== null && lease.id === write.id) {
-      if (alive) lease.validUntil = write.expiresAt;
-      else {
-        // The row expired meanwhile (its tokens were freed): calls go to the database until a new one.
-        lease.id = null;
-        lease.granted = 0;
-      }
-    }
+    if (write.id !== null && !alive) {
+      // The row expired first (charged in full): calls go to the database until a new one.
+      loseRow(lease, write.id, lost);
+    } else if (write.id !== null && lease.id === write.id) lease.validUntil = write.expiresAt;
     forgetBudget(deps, lease.budget);
   }
 }

@@ -94,17 +94,17 @@ describe('budget leases (the LLM gateway’s holds and charges)', () => {
     assert.equal((await stored(user, t)).leases.length, 2);
   });
 
-  it('a crashed instance’s slice comes back when its lease expires; charges already written stand', async (ctx) => {
+  it('a crashed instance’s slice is charged in full when its lease expires: charges it never wrote are not spent again', async (ctx) => {
     const t = await tenantWithProvider();
     const user = await t.user();
-    await t.putOnPlan(user.id, { tokens_per_month: 3 * (await holdOf()), max_tokens_per_request: 1_000 });
     assert.equal((await complete(user)).status, 200);
     await usageOf(user); // written
     assert.equal((await complete(user)).status, 200); // charged in memory only
     // The process dies: its memory is gone, its lease row stays held.
     h.deps.budgetLeases.leases.clear();
     const before = await stored(user, t);
-    assert.ok(before.budget.tokens_reserved > 0);
+    const slice = before.leases[0].tokens;
+    assert.ok(slice >= 18, 'the slice covers the charge that was never written');
     h.clockFor(ctx)(LEASE_TTL_MS + 1_000);
     await expireReservations(h.deps);
     const after = await stored(user, t);
@@ -114,10 +114,31 @@ describe('budget leases (the LLM gateway’s holds and charges)', () => {
     );
     assert.deepEqual(
       [after.budget.tokens_used, after.budget.tokens_reserved],
-      [18, 0],
-      'the slice is free again; the unwritten charge of the last second is lost',
+      [18 + slice, 0],
+      'the slice counts as used: what the lost call used is in it, the rest is lost with the instance',
     );
     assert.equal((await complete(user)).status, 200, 'a new lease is taken');
+  });
+
+  it('an instance whose lease expired under it (a stall) charges nothing twice: what the sweeper charged covers its calls', async (ctx) => {
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    assert.equal((await complete(user)).status, 200);
+    await usageOf(user); // written
+    assert.equal((await complete(user)).status, 200); // charged in memory only
+    const slice = (await stored(user, t)).leases[0].tokens;
+    // This instance stops renewing for longer than the lease lives; the sweeper takes the slice.
+    h.clockFor(ctx)(LEASE_TTL_MS + 1_000);
+    await expireReservations(h.deps);
+    assert.equal((await stored(user, t)).budget.tokens_used, 18 + slice);
+    // The stalled instance comes back: its unwritten charge is in what the sweeper charged.
+    let usage = await usageOf(user);
+    assert.deepEqual([usage.tokens_used, usage.tokens_reserved], [18 + slice, 0]);
+    // A later call uses up the rest of what was charged for the lost slice first.
+    assert.equal((await complete(user)).status, 200);
+    usage = await usageOf(user);
+    assert.deepEqual([usage.tokens_used, usage.totals.llm_requests], [18 + slice, 3]);
+    assert.equal((await stored(user, t)).budget.tokens_used, 18 + slice, 'the database agrees');
   });
 
   it('holds never pass the budget: 30 concurrent calls against room for exactly 3 reach the provider 3 times', async () => {
@@ -310,6 +331,7 @@ describe('budget leases (the LLM gateway’s holds and charges)', () => {
         requestsPerHour: null,
         llmRequestsPerHour: null,
         maxTokensPerRequest: null,
+        maxPromptTokensPerRequest: null,
         tokenBudget: 1_000,
         tokenPeriod: 'month',
         allowedModels: null,
@@ -366,5 +388,48 @@ describe('budget leases (the LLM gateway’s holds and charges)', () => {
     assert.equal(usage.tokens_used, ok * 18);
     const { budget } = await stored(user, t);
     assert.equal(budget.tokens_used, ok * 18);
+  });
+
+  it('an instance killed with SIGKILL leaves nothing to spend twice: the provider never serves more than the budget (PostgreSQL)', {
+    skip: !pg && 'needs TEST_DATABASE_URL',
+  }, async (ctx) => {
+    const doomed = await h.spawnInstance();
+    const t = await tenantWithProvider();
+    const user = await t.user();
+    const budget = 2_000;
+    await t.putOnPlan(user.id, { tokens_per_month: budget, max_tokens_per_request: 10 });
+    const small = { ...ask, max_tokens: 10 };
+    const before = fake.calls.length;
+    // Every call the provider answers serves its usage: 18 tokens.
+    const served = () => (fake.calls.length - before) * (fake.usage.prompt_tokens + fake.usage.completion_tokens);
+
+    // The doomed instance answers calls and charges them in memory (it writes them every second)…
+    const answered = await Promise.all(
+      Array.from({ length: 30 }, () =>
+        fetch(`${doomed.url}/api/llm/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${user.apiKey}`, 'content-type': 'application/json' },
+          body: JSON.stringify(small),
+        }),
+      ),
+    );
+    assert.deepEqual(
+      answered.map((r) => r.status),
+      Array(30).fill(200),
+    );
+    // …and is killed: no final flush, its slice never given back.
+    await doomed.kill();
+    h.clockFor(ctx)(LEASE_TTL_MS + 1_000);
+    await expireReservations(h.deps);
+
+    // The surviving instance serves the same user until the budget says no.
+    let last = 200;
+    for (let i = 0; i < 200 && last === 200; i++) {
+      last = (await h.request({ method: 'POST', url: '/api/llm/v1/chat/completions', token: user.apiKey, body: small }))
+        .status;
+    }
+    assert.equal(last, 429, 'the budget ran out');
+    ctx.diagnostic(`the provider served ${served()} tokens against a budget of ${budget}`);
+    assert.ok(served() <= budget, `the provider served ${served()} tokens against a budget of ${budget}`);
   });
 });

@@ -4,6 +4,8 @@ import {
   addToBudget,
   type BudgetKey,
   type BudgetRow,
+  chargedAtExpiry,
+  closeReservation,
   ensureBudget,
   findExpiredHolds,
   insertReservation,
@@ -31,7 +33,7 @@ import { type Period, periodAt } from './periods.js';
 // `tokens_reserved`: instances together can never hold more than the budget, so calls admitted
 // against slices can never overspend it, on any number of instances. Charges are written with the
 // usage records every second (flushUsage); a slice an instance stops renewing (a crash) expires
-// and its unused tokens come back.
+// and is charged in full, since its instance may have served calls it never wrote.
 
 /** How long a lease row holds its tokens unless renewed (every flush renews it when half is gone). */
 export const LEASE_TTL_MS = 60_000;
@@ -57,6 +59,11 @@ export interface Lease {
   held: number;
   /** Tokens charged by finished calls, not yet written. */
   charged: number;
+  /**
+   * Tokens an expired slice of this lease was charged in full (ADR 0011) that no call has used
+   * yet: the next charges count against them instead of the budget, so nothing is charged twice.
+   */
+  cover: number;
   /** What a flush in flight is writing: charges, and tokens it gives back from the row. */
   flushing: { charged: number; returned: number } | null;
   /** When the lease row expires (as last written). */
@@ -81,7 +88,8 @@ export interface Hold {
   readonly lease: Lease;
   /** Whose call: its usage record names the key it was made with. */
   readonly owner: BudgetOwner;
-  readonly tokens: number;
+  /** Lowered by `shrinkHold` once the call's real need is known. */
+  tokens: number;
   readonly expiresAt: number;
   open: boolean;
 }
@@ -151,6 +159,7 @@ function leaseFor(deps: Deps, owner: BudgetOwner, now: number): Lease {
       granted: 0,
       held: 0,
       charged: 0,
+      cover: 0,
       flushing: null,
       validUntil: 0,
       row: undefined,
@@ -187,21 +196,67 @@ function take(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: number, now:
 
 /**
  * Holds `tokens` of the owner's budget for one call: from this instance's slice when it has
- * enough (no I/O), else after growing the slice in the database. Throws 429 quota_exceeded when
- * the budget cannot cover it, counting every instance's slices and holds.
+ * enough (no I/O), else after growing the slice in the database. With `atLeast`, a budget that
+ * cannot cover `tokens` but covers `atLeast` holds what is left of it instead. Throws 429
+ * quota_exceeded when the budget cannot cover the call (`atLeast`, else `tokens`), counting every
+ * instance's slices and holds.
  */
-export function holdTokens(deps: Deps, owner: BudgetOwner, tokens: number): Hold | Promise<Hold> {
+export function holdTokens(
+  deps: Deps,
+  owner: BudgetOwner,
+  tokens: number,
+  options: { atLeast?: number } = {},
+): Hold | Promise<Hold> {
   const now = deps.clock.now();
   const lease = leaseFor(deps, owner, now);
   lease.demand += tokens;
   lease.lastUsed = now;
   if (fitsLocally(lease, owner, tokens, now)) return take(deps, lease, owner, tokens, now);
   lease.growing++;
-  const grown = lease.queue.then(() => growLease(deps, lease, owner, tokens));
+  const atLeast = Math.min(options.atLeast ?? tokens, tokens);
+  const grown = lease.queue.then(() => growLease(deps, lease, owner, tokens, atLeast));
   lease.queue = grown.catch(() => undefined);
   return grown.finally(() => {
     lease.growing--;
   });
+}
+
+/** Lowers a hold to what its call can use at most, once that is known; the rest goes back to the slice. */
+export function shrinkHold(hold: Hold, tokens: number): void {
+  if (!hold.open || tokens >= hold.tokens) return;
+  hold.lease.held -= hold.tokens - tokens;
+  hold.tokens = tokens;
+}
+
+/** Ends a hold whose call was refused before any provider was called: nothing charged, nothing recorded. */
+export function releaseHold(deps: Deps, hold: Hold): void {
+  if (!hold.open) return;
+  hold.open = false;
+  hold.lease.held -= hold.tokens;
+  hold.lease.holds.delete(hold);
+  forgetBudget(deps, hold.lease.budget);
+}
+
+/** Charges `tokens` to the lease, against what an expired slice was already charged first. */
+function charge(lease: Lease, tokens: number): void {
+  const covered = Math.min(lease.cover, tokens);
+  lease.cover -= covered;
+  lease.charged += tokens - covered;
+}
+
+/**
+ * The lease row was found expired (its tokens no longer held): it was charged in full, so the
+ * charges not yet written, and later ones up to that, are covered already.
+ */
+export function loseRow(lease: Lease, id: string, charged: number): void {
+  if (lease.id === id) {
+    lease.id = null;
+    lease.granted = 0;
+  }
+  lease.cover += charged;
+  const covered = Math.min(lease.cover, lease.charged);
+  lease.cover -= covered;
+  lease.charged -= covered;
 }
 
 /** How much to ask for beyond what the call needs: about two flushes' worth of this user's demand. */
@@ -216,7 +271,7 @@ const slack = (lease: Lease, tokens: number) => Math.max(4 * tokens, 2 * Math.ma
  * instance still finds some. It shrinks when the limit went down. A flush never writes this lease
  * while the transaction runs, so the row and the lease agree throughout.
  */
-async function growLease(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: number): Promise<Hold> {
+async function growLease(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: number, atLeast: number): Promise<Hold> {
   while (lease.flushing && deps.budgetLeases.flushing) await deps.budgetLeases.flushing.catch(() => undefined);
   if (fitsLocally(lease, owner, tokens, deps.clock.now())) return take(deps, lease, owner, tokens, deps.clock.now());
   const limit = owner.limits.tokenBudget;
@@ -224,30 +279,62 @@ async function growLease(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: n
   const expiresAt = now + LEASE_TTL_MS;
   const { tenantId } = lease.budget;
   lease.inGrow = true;
-  let outcome: { granted: false } | { granted: true; id: string | null; size: number; row: BudgetRow };
+  /** The row this lease holds now: renewed below, or given up for a new one. */
+  const rowId = lease.id;
+  let outcome: (
+    | { granted: false }
+    | { granted: true; id: string | null; size: number; row: BudgetRow; call: number }
+  ) & { dropped: boolean; lost?: number };
   try {
     outcome = await transaction(deps.db.kysely, async (trx) => {
-      const alive = lease.id !== null && (await stretchLease(trx, tenantId, lease.id, { tokens: 0, expiresAt, now }));
+      const alive = rowId !== null && (await stretchLease(trx, tenantId, rowId, { tokens: 0, expiresAt, now }));
+      const dropped = rowId !== null && !alive;
+      // A row past its expiry is not renewed (ADR 0011). Still held, it is given back here: this
+      // instance knows what its calls used. Taken by the sweeper first, it was charged in full.
+      let freed = 0;
+      let lost: number | undefined;
+      if (dropped && rowId !== null) {
+        const released = await closeReservation(trx, tenantId, rowId, { status: 'released', charged: null, now });
+        if (released) freed = released.tokens;
+        else lost = await chargedAtExpiry(trx, tenantId, rowId);
+      }
       await expireHolds(trx, deps, await findExpiredHolds(trx, now, owner));
       await ensureBudget(trx, tenantId, owner.userId, lease.period, now);
       const row = await lockBudget(trx, deps.db.dialect, lease.budget);
       if (!row) throw new Error('budget row missing after ensureBudget');
       const base = alive ? lease.granted : 0;
-      if (limit === null) return { granted: true as const, id: alive ? lease.id : null, size: base, row };
-      const committed = tokens + lease.held + lease.charged;
-      const room = limit - (row.tokens_used + row.tokens_reserved - base);
-      if (committed > room) {
-        await noteExceeded(trx, deps, owner, lease.period);
-        return { granted: false as const };
-      }
-      const size = committed + Math.min(slack(lease, tokens), Math.floor((room - committed) / 2));
-      const updated =
-        size !== base
-          ? await addToBudget(trx, lease.budget, { reserved: size - base, used: 0, limit: null, now })
+      /** Resizes this instance's part of `reserved` from `base` (and a row given back) to `size`. */
+      const resize = async (size: number) =>
+        size - base - freed !== 0
+          ? addToBudget(trx, lease.budget, { reserved: size - base - freed, used: 0, limit: null, now })
           : row;
+      if (limit === null) {
+        const updated = (await resize(base)) ?? row;
+        return {
+          granted: true as const,
+          id: alive ? lease.id : null,
+          size: base,
+          row: updated,
+          call: tokens,
+          dropped,
+          lost,
+        };
+      }
+      const room = limit - (row.tokens_used + row.tokens_reserved - base - freed);
+      const owed = lease.held + lease.charged;
+      // The whole call if it fits, else what is left when that is at least `atLeast`.
+      const call = Math.min(tokens, room - owed);
+      if (call < atLeast) {
+        await resize(base);
+        await noteExceeded(trx, deps, owner, lease.period);
+        return { granted: false as const, dropped, lost };
+      }
+      const committed = call + owed;
+      const size = committed + Math.min(slack(lease, call), Math.floor((room - committed) / 2));
+      const updated = await resize(size);
       if (!updated) throw new Error('budget row missing under its lock');
-      let id = lease.id;
-      if (alive && id !== null) {
+      let id = alive ? lease.id : null;
+      if (id !== null) {
         if (size !== base) await stretchLease(trx, tenantId, id, { tokens: size - base, expiresAt, now });
       } else {
         id = deps.ids.next('lse');
@@ -265,21 +352,22 @@ async function growLease(deps: Deps, lease: Lease, owner: BudgetOwner, tokens: n
           closed_at: null,
         });
       }
-      return { granted: true as const, id, size, row: updated };
+      return { granted: true as const, id, size, row: updated, call, dropped, lost };
     });
   } finally {
     lease.inGrow = false;
   }
+  if (outcome.dropped && rowId !== null) loseRow(lease, rowId, outcome.lost ?? 0);
   if (!outcome.granted) {
     forgetBudget(deps, lease.budget);
-    throw quotaExceeded(await readBudget(deps, owner, now), tokens, deps.clock.now());
+    throw quotaExceeded(await readBudget(deps, owner, now), atLeast, deps.clock.now());
   }
   lease.granted = outcome.size;
   lease.id = outcome.id;
   if (outcome.id !== null) lease.validUntil = expiresAt;
   lease.limit = limit;
   lease.row = outcome.row;
-  return take(deps, lease, owner, tokens, deps.clock.now());
+  return take(deps, lease, owner, outcome.call, deps.clock.now());
 }
 
 /** Charges what a call used and ends its hold; the charge is written with the next flush. */
@@ -297,7 +385,7 @@ export function settleHold(deps: Deps, hold: Hold, usage: UsageRecord): BudgetVi
     lease = hold.lease;
     leases.set(lease.key, lease);
   }
-  lease.charged += usage.promptTokens + usage.completionTokens;
+  charge(lease, usage.promptTokens + usage.completionTokens);
   recordUsage(deps, hold.owner, usage);
   forgetBudget(deps, lease.budget);
   return announceBudget(deps, hold.owner, leaseView(lease));

@@ -103,24 +103,40 @@ export function findReservation(db: Kysely<Database>, tenantId: string, id: stri
  * Closes a held reservation (settled, released or expired), of `userId` when given. Conditional
  * on it still being held, so of two racing closers exactly one gets the row back and adjusts the
  * budget; expiring is also conditional on the row being past its expiry still (a lease row is
- * renewed: one listed as expired a moment ago may have been renewed since).
+ * renewed: one listed as expired a moment ago may have been renewed since). `charged: 'all'`
+ * records every token it held as charged.
  */
 export function closeReservation(
   db: Kysely<Database>,
   tenantId: string,
   id: string,
-  change: { status: 'settled' | 'released' | 'expired'; charged: number | null; now: number },
+  change: { status: 'settled' | 'released' | 'expired'; charged: number | null | 'all'; now: number },
   userId?: string,
 ) {
   let query = db
     .updateTable('token_reservations')
-    .set({ status: change.status, charged: change.charged, closed_at: change.now })
+    .set((eb) => ({
+      status: change.status,
+      charged: change.charged === 'all' ? eb.ref('tokens') : change.charged,
+      closed_at: change.now,
+    }))
     .where('tenant_id', '=', tenantId)
     .where('id', '=', id)
     .where('status', '=', 'held');
   if (change.status === 'expired') query = query.where('expires_at', '<=', change.now);
   if (userId !== undefined) query = query.where('user_id', '=', userId);
   return query.returning(['user_id', 'period_start', 'tokens']).executeTakeFirst();
+}
+
+/** What an expired lease row was charged when it expired (all it held: ADR 0011); 0 for any other row. */
+export async function chargedAtExpiry(db: Kysely<Database>, tenantId: string, id: string): Promise<number> {
+  const row = await db
+    .selectFrom('token_reservations')
+    .select(['status', 'charged'])
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row?.status === 'expired' ? Number(row.charged ?? 0) : 0;
 }
 
 /** Charges tokens to a reservation that expired before its call finished (the tokens were really used). */

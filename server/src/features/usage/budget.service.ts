@@ -131,11 +131,23 @@ export function announceBudget(deps: Deps, owner: BudgetOwner, budget: BudgetVie
   return budget;
 }
 
+/** Retry-After of a refusal that only tokens held by calls in flight stand in the way of: they end within seconds. */
+export const HELD_RETRY_SECONDS = 2;
+
+/**
+ * 429 quota_exceeded. Retry-After is the end of the period, unless what is used leaves room for
+ * the call and only holds (calls in flight, another instance's slice) are in the way: then a
+ * retry within seconds may succeed.
+ */
 export function quotaExceeded(budget: BudgetView, requested: number, now: number): AppError {
-  const retryAfter = Math.max(1, Math.ceil((budget.period.end - now) / 1000));
+  const held = budget.limit !== null && budget.used + requested <= budget.limit;
+  const retryAfter = held ? HELD_RETRY_SECONDS : Math.max(1, Math.ceil((budget.period.end - now) / 1000));
+  const when = held
+    ? `calls in flight hold the rest; retry in ${HELD_RETRY_SECONDS} s`
+    : `it resets at ${new Date(budget.period.end).toISOString()}`;
   return new AppError(
     'quota_exceeded',
-    `Token budget exhausted: ${budget.remaining} of ${budget.limit} tokens left this period, ${requested} needed; it resets at ${new Date(budget.period.end).toISOString()}`,
+    `Token budget exhausted: ${budget.remaining} of ${budget.limit} tokens left this period, ${requested} needed; ${when}`,
     {
       headers: { 'retry-after': String(retryAfter) },
       details: { tokens_requested: requested, ...presentBudget(budget) },
@@ -161,7 +173,13 @@ export async function noteExceeded(trx: Kysely<Database>, deps: Deps, owner: Bud
   });
 }
 
-/** Frees the budget held by reservations that were never settled or released; returns the budgets changed. */
+/**
+ * Ends reservations past their expiry that were never settled or released; returns the budgets
+ * changed. A reservation's tokens are freed. A budget lease's (`lse_…`) are charged in full: its
+ * instance stopped renewing it, most likely because it died, and may have served calls whose
+ * charges it never wrote, up to the slice. Freeing the slice would let those tokens be spent
+ * twice (ADR 0011); charging it loses at most the part no call used.
+ */
 export async function expireHolds(
   trx: Kysely<Database>,
   deps: Deps,
@@ -170,10 +188,21 @@ export async function expireHolds(
   const now = deps.clock.now();
   const changed: BudgetKey[] = [];
   for (const hold of holds) {
-    const closed = await closeReservation(trx, hold.tenant_id, hold.id, { status: 'expired', charged: null, now });
+    const lease = hold.id.startsWith('lse_');
+    const closed = await closeReservation(trx, hold.tenant_id, hold.id, {
+      status: 'expired',
+      charged: lease ? 'all' : null,
+      now,
+    });
     if (!closed) continue; // settled, released or expired by someone else meanwhile
     const key = { tenantId: hold.tenant_id, userId: closed.user_id, periodStart: closed.period_start };
-    await addToBudget(trx, key, { reserved: -closed.tokens, used: 0, limit: null, now });
+    await addToBudget(trx, key, { reserved: -closed.tokens, used: lease ? closed.tokens : 0, limit: null, now });
+    if (lease) {
+      deps.log.warn(
+        { tenantId: key.tenantId, userId: key.userId, lease: hold.id, tokens: closed.tokens },
+        'budget lease expired unrenewed (its instance stopped): its slice is charged in full',
+      );
+    }
     changed.push(key);
   }
   return changed;

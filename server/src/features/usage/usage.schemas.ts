@@ -38,6 +38,7 @@ export const UsageSummary = Type.Composite([
       key_requests_per_hour: LimitNow,
       key_llm_requests_per_hour: LimitNow,
       max_tokens_per_request: Nullable(Type.Integer()),
+      max_prompt_tokens_per_request: Nullable(Type.Integer()),
     }),
     totals: Type.Object(Sums),
     daily: Type.Array(Type.Object({ date: Type.String({ format: 'date' }), ...Sums })),

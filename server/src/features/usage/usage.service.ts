@@ -171,6 +171,7 @@ export async function usageSummary(deps: Deps, owner: BudgetOwner) {
       key_requests_per_hour: presentLimit(requestStates.find((s) => s.name === 'key_requests')),
       key_llm_requests_per_hour: presentLimit(llmStates.find((s) => s.name === 'key_llm_requests')),
       max_tokens_per_request: limits.maxTokensPerRequest,
+      max_prompt_tokens_per_request: limits.maxPromptTokensPerRequest,
     },
     totals: presentSums(totals),
     daily: days.map((row) => ({ date: new Date(Number(row.key)).toISOString().slice(0, 10), ...presentSums(row) })),
