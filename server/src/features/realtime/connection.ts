@@ -5,6 +5,7 @@ import type { UserPrincipal } from '../../http/principal.js';
 import { meterRequest } from '../usage/usage.service.js';
 import type { FeedItem } from './bus.js';
 import { OFFSET_PATTERN, positionAt, replaySince } from './feed.js';
+import { guarded, runGuarded } from './guard.js';
 import type { Hub } from './hub.js';
 
 /** Seed 004's message, plus `pong` (the answer to a client's `ping`). */
@@ -15,7 +16,10 @@ export interface OutMessage {
   correlationId?: string;
 }
 
-/** Close codes (4000–4999 are the application's, RFC 6455 §7.4.2); docs/realtime.md lists them. */
+/**
+ * Close codes (1000–2999 are RFC 6455 §7.4.1's, 4000–4999 the application's, §7.4.2);
+ * docs/realtime.md lists them.
+ */
 export const CLOSE = {
   /** The credential is not (or no longer) good: invalid, revoked, or another user's. */
   unauthorized: 4001,
@@ -25,6 +29,10 @@ export const CLOSE = {
   slowConsumer: 4008,
   rateLimited: 4029,
   shuttingDown: 1001,
+  /** A message over the size bound for the socket's state (RFC 6455 §7.4.1). */
+  messageTooBig: 1009,
+  /** Handling something for this connection failed inside the server; it was logged (RFC 6455 §7.4.1). */
+  internalError: 1011,
 } as const;
 
 /** A client that lets this much pile up unsent is dropped; it resumes from its offset when it reconnects. */
@@ -208,7 +216,7 @@ export class FeedConnection {
     if (this.closed || !Number.isFinite(this.validUntil)) return;
     const left = this.validUntil - this.deps.clock.now();
     const later = (ms: number, fn: () => void) => {
-      const timer = setTimeout(fn, Math.max(0, Math.min(ms, MAX_TIMER_MS)));
+      const timer = setTimeout(this.guard('credential timer', fn), Math.max(0, Math.min(ms, MAX_TIMER_MS)));
       timer.unref();
       this.timers.push(timer);
     };
@@ -280,8 +288,35 @@ export class FeedConnection {
 
   close(code: number, reason: string): void {
     if (this.closed) return;
-    this.transport.close(code, reason);
-    this.ended();
+    try {
+      this.transport.close(code, reason);
+    } finally {
+      this.ended();
+    }
+  }
+
+  /**
+   * Something failed inside the server while handling this connection (already logged by the
+   * guard that caught it): the client gets a plain `internal_error`, never the cause, and the
+   * connection is closed with 1011. Every other connection carries on.
+   */
+  fail(_error: unknown): void {
+    if (this.closed) return;
+    try {
+      this.send(errorMessage(new AppError('internal_error', 'Something went wrong on the server; reconnect')));
+    } finally {
+      this.close(CLOSE.internalError, 'internal_error');
+    }
+  }
+
+  /** `fn` as a listener or timer callback of this connection: what it throws fails this connection only. */
+  guard<A extends unknown[]>(what: string, fn: (...args: A) => unknown): (...args: A) => void {
+    return guarded(this.deps.log, what, fn, (error) => this.fail(error));
+  }
+
+  /** Runs `fn` (usually a promise not awaited) as `guard` describes. */
+  run(what: string, fn: () => unknown): void {
+    runGuarded(this.deps.log, what, fn, (error) => this.fail(error));
   }
 
   /** The transport is gone (closed by either side): stop timers and requests, leave the hub. */
