@@ -30,7 +30,7 @@ export class Hub {
     for (const users of this.tenants.values()) {
       for (const connections of users.values()) {
         for (const connection of connections) {
-          if (connection.slot === this.second) connection.run('revalidation', () => connection.recheck());
+          if (connection.slot === this.second) connection.run('revalidation', () => connection.revalidate());
         }
       }
     }
@@ -107,7 +107,7 @@ export class Hub {
     } else if (type === 'user.deleted') {
       connection.close(CLOSE.unauthorized, 'user_deleted');
     } else if (type === 'user.updated') {
-      return connection.recheck();
+      return connection.revalidate();
     }
   }
 

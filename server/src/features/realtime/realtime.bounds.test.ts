@@ -302,3 +302,35 @@ describe('guarded (how every listener and timer of the feed runs)', () => {
     assert.deepEqual(crashes, []);
   });
 });
+
+describe('a database that fails under live sockets', () => {
+  it('is not reported as a revocation: a request gets internal_error and the socket stays open; a renewal closes with 1011', async () => {
+    // Its own app: this test closes the database. No auth cache, so every check reaches it.
+    const broken = await createHarness({ AUTH_CACHE_TTL: '0' });
+    try {
+      const url = await listen(broken.app);
+      const user = await (await broken.tenant()).user();
+      const client = await connectFeed(url);
+      client.send({ type: 'auth', data: { token: user.apiKey } });
+      assert.equal((await client.next((m) => m.type === 'auth')).data.status, 'ok');
+      await broken.deps.db.close();
+
+      client.send({ type: 'request', correlationId: 'q', data: { model: 'gpt-test', prompt: 'hi' } });
+      const failed = await client.next((m) => m.type === 'error' && m.correlationId === 'q');
+      assert.equal(failed.data.code, 'internal_error');
+      assert.equal(failed.data.message.includes('database'), false, 'the cause is logged, not sent');
+      client.send({ type: 'ping', correlationId: 'still' });
+      await client.next((m) => m.type === 'pong' && m.correlationId === 'still', 'a pong: the socket is still open');
+
+      client.send({ type: 'auth', data: { token: user.apiKey } });
+      assert.equal((await error(client)).data.code, 'internal_error');
+      assert.deepEqual(await client.closed, { code: 1011, reason: 'internal_error' });
+      assert.ok(
+        broken.logs.some((line) => JSON.parse(line).msg === 'realtime: message failed'),
+        'the cause is logged',
+      );
+    } finally {
+      await broken.close().catch(() => {});
+    }
+  });
+});
