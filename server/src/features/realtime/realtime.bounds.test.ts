@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { type FakeLlm, startFakeLlm, tenantServedBy } from '../../../test/fake-llm.js';
 import { connectFeed, type FeedClient } from '../../../test/feed-client.js';
 import { createHarness, fieldsOf, type Harness, listen } from '../../../test/harness.js';
@@ -305,20 +306,22 @@ describe('guarded (how every listener and timer of the feed runs)', () => {
 
 describe('a database that fails under live sockets', () => {
   it('is not reported as a revocation: a request gets internal_error and the socket stays open; a renewal closes with 1011', async () => {
-    // Its own app: this test closes the database. No auth cache, so every check reaches it.
+    // Its own app, without an auth cache, so every check reaches the database; the API keys'
+    // table is renamed away under the live socket (a real database error on both dialects).
     const broken = await createHarness({ AUTH_CACHE_TTL: '0' });
+    const { kysely } = broken.deps.db;
     try {
       const url = await listen(broken.app);
       const user = await (await broken.tenant()).user();
       const client = await connectFeed(url);
       client.send({ type: 'auth', data: { token: user.apiKey } });
       assert.equal((await client.next((m) => m.type === 'auth')).data.status, 'ok');
-      await broken.deps.db.close();
+      await sql`alter table api_keys rename to api_keys_away`.execute(kysely);
 
       client.send({ type: 'request', correlationId: 'q', data: { model: 'gpt-test', prompt: 'hi' } });
       const failed = await client.next((m) => m.type === 'error' && m.correlationId === 'q');
       assert.equal(failed.data.code, 'internal_error');
-      assert.equal(failed.data.message.includes('database'), false, 'the cause is logged, not sent');
+      assert.equal(failed.data.message.includes('api_keys'), false, 'the cause is logged, not sent');
       client.send({ type: 'ping', correlationId: 'still' });
       await client.next((m) => m.type === 'pong' && m.correlationId === 'still', 'a pong: the socket is still open');
 
@@ -330,7 +333,8 @@ describe('a database that fails under live sockets', () => {
         'the cause is logged',
       );
     } finally {
-      await broken.close().catch(() => {});
+      await sql`alter table api_keys_away rename to api_keys`.execute(kysely).catch(() => {});
+      await broken.close();
     }
   });
 });
