@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { Db } from '../../db/index.js';
 import type { RedisClient } from '../../limiter.js';
+import { guarded } from './guard.js';
 
 /** An event from the outbox, as apps see it in webhooks and in the feed. */
 export interface FeedEvent {
@@ -63,6 +64,21 @@ interface Wire {
   envelope: Envelope;
 }
 
+/** The shape of what comes back from the broker (another instance, or anyone who can publish to it). */
+function isWire(value: unknown): value is Wire {
+  if (typeof value !== 'object' || value === null) return false;
+  const { origin, envelope } = value as Partial<Wire>;
+  if (typeof origin !== 'string' || typeof envelope !== 'object' || envelope === null) return false;
+  const { tenantId, userId, item } = envelope;
+  return (
+    typeof tenantId === 'string' &&
+    (userId === null || typeof userId === 'string') &&
+    typeof item === 'object' &&
+    item !== null &&
+    typeof item.kind === 'string'
+  );
+}
+
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; events are small, but app task data may not be. */
 const NOTIFY_MAX_BYTES = 7_900;
 
@@ -84,8 +100,14 @@ export async function createRealtimeBus(setup: BusSetup): Promise<RealtimeBus> {
   let timer: NodeJS.Timeout | undefined;
   const flush = () => {
     timer = undefined;
-    for (const envelope of latest.values()) bus.publish(typeof envelope === 'function' ? envelope() : envelope);
+    const due = [...latest.values()];
     latest.clear();
+    // Each on its own: one envelope that cannot be built or sent does not hold back the others.
+    for (const envelope of due) {
+      guarded(setup.log, 'coalesced publish', () =>
+        bus.publish(typeof envelope === 'function' ? envelope() : envelope),
+      )();
+    }
   };
   return {
     ...bus,
@@ -120,15 +142,20 @@ async function createBroker(setup: BusSetup): Promise<Omit<RealtimeBus, 'publish
       }
     }
   };
-  const receive = (text: string) => {
-    let wire: Wire;
+  // Called by the Redis client and the LISTEN connection: nothing may escape into them.
+  const receive = guarded(log, 'broker message', (text: string) => {
+    let wire: unknown;
     try {
-      wire = JSON.parse(text) as Wire;
+      wire = JSON.parse(text);
     } catch {
       return;
     }
+    if (!isWire(wire)) {
+      log.warn('realtime: a broker message that is not an envelope was dropped');
+      return;
+    }
     if (wire.origin !== origin) deliver(wire.envelope);
-  };
+  });
   let failing = false;
   const sendFailed = (error: unknown) => {
     if (!failing)
@@ -160,7 +187,11 @@ async function createBroker(setup: BusSetup): Promise<Omit<RealtimeBus, 'publish
       kind,
       publish(envelope) {
         deliver(envelope);
-        redis.publish(channel, JSON.stringify({ origin, envelope } satisfies Wire)).then(sent, sendFailed);
+        try {
+          redis.publish(channel, JSON.stringify({ origin, envelope } satisfies Wire)).then(sent, sendFailed);
+        } catch (error) {
+          sendFailed(error);
+        }
       },
       async close() {
         listeners.clear();
@@ -179,7 +210,13 @@ async function createBroker(setup: BusSetup): Promise<Omit<RealtimeBus, 'publish
       kind,
       publish(envelope) {
         deliver(envelope);
-        const payload = JSON.stringify({ origin, envelope } satisfies Wire);
+        let payload: string;
+        try {
+          payload = JSON.stringify({ origin, envelope } satisfies Wire);
+        } catch (error) {
+          log.error({ err: error }, 'realtime message could not be serialised; other instances miss it');
+          return;
+        }
         if (Buffer.byteLength(payload) > NOTIFY_MAX_BYTES) {
           log.warn(
             { bytes: Buffer.byteLength(payload) },
@@ -187,7 +224,11 @@ async function createBroker(setup: BusSetup): Promise<Omit<RealtimeBus, 'publish
           );
           return;
         }
-        sql`select pg_notify(${channel}, ${payload})`.execute(db.kysely).then(sent, sendFailed);
+        try {
+          sql`select pg_notify(${channel}, ${payload})`.execute(db.kysely).then(sent, sendFailed);
+        } catch (error) {
+          sendFailed(error);
+        }
       },
       async close() {
         listeners.clear();
@@ -215,18 +256,27 @@ async function listenOnPostgres(pool: pg.Pool, channel: string, receive: (text: 
   let client: pg.Client | undefined;
   let closed = false;
   let retry: NodeJS.Timeout | undefined;
+  const reconnectLater = () => {
+    retry = setTimeout(
+      guarded(log, 'LISTEN reconnect', () => connect()),
+      1_000,
+    );
+  };
   const connect = async () => {
     const next = new pgModule.Client(pool.options);
     next.on('notification', (message) => {
       if (message.channel === channel && message.payload) receive(message.payload);
     });
-    next.on('error', (error) => {
-      log.warn({ err: error }, 'realtime: LISTEN connection lost; reconnecting');
-      next.end().catch(() => {});
-      if (closed || client !== next) return; // a failed connect retries by itself, below
-      client = undefined;
-      retry = setTimeout(() => void connect(), 1_000);
-    });
+    next.on(
+      'error',
+      guarded(log, 'LISTEN connection error', (error: Error) => {
+        log.warn({ err: error }, 'realtime: LISTEN connection lost; reconnecting');
+        next.end().catch(() => {});
+        if (closed || client !== next) return; // a failed connect retries by itself, below
+        client = undefined;
+        reconnectLater();
+      }),
+    );
     try {
       await next.connect();
       await next.query(`LISTEN "${channel}"`);
@@ -239,7 +289,7 @@ async function listenOnPostgres(pool: pg.Pool, channel: string, receive: (text: 
       next.end().catch(() => {});
       if (closed) return;
       log.warn({ err: error }, 'realtime: could not LISTEN on PostgreSQL; retrying');
-      retry = setTimeout(() => void connect(), 1_000);
+      reconnectLater();
     }
   };
   await connect();

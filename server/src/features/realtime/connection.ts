@@ -5,6 +5,7 @@ import type { UserPrincipal } from '../../http/principal.js';
 import { meterRequest } from '../usage/usage.service.js';
 import type { FeedItem } from './bus.js';
 import { OFFSET_PATTERN, positionAt, replaySince } from './feed.js';
+import { guarded, runGuarded } from './guard.js';
 import type { Hub } from './hub.js';
 
 /** Seed 004's message, plus `pong` (the answer to a client's `ping`). */
@@ -15,7 +16,15 @@ export interface OutMessage {
   correlationId?: string;
 }
 
-/** Close codes (4000–4999 are the application's, RFC 6455 §7.4.2); docs/realtime.md lists them. */
+/** A credential the resolver refused (401, 403), as opposed to one it could not check. */
+function refused(error: unknown): error is AppError {
+  return error instanceof AppError && (error.status === 401 || error.status === 403);
+}
+
+/**
+ * Close codes (1000–2999 are RFC 6455 §7.4.1's, 4000–4999 the application's, §7.4.2);
+ * docs/realtime.md lists them.
+ */
 export const CLOSE = {
   /** The credential is not (or no longer) good: invalid, revoked, or another user's. */
   unauthorized: 4001,
@@ -25,6 +34,10 @@ export const CLOSE = {
   slowConsumer: 4008,
   rateLimited: 4029,
   shuttingDown: 1001,
+  /** A message over the size bound for the socket's state (RFC 6455 §7.4.1). */
+  messageTooBig: 1009,
+  /** Handling something for this connection failed inside the server; it was logged (RFC 6455 §7.4.1). */
+  internalError: 1011,
 } as const;
 
 /** A client that lets this much pile up unsent is dropped; it resumes from its offset when it reconnects. */
@@ -118,6 +131,7 @@ export class FeedConnection {
         meterRequest(this.deps, { header: () => undefined }, principal, (error) => (error ? reject(error) : resolve())),
       );
     } catch (error) {
+      if (!(error instanceof AppError && error.status === 429)) throw error; // a failure, not a limit
       this.send(errorMessage(error));
       this.close(CLOSE.rateLimited, 'rate_limited');
       return false;
@@ -128,7 +142,11 @@ export class FeedConnection {
     this.hub.add(this);
     const position = positionAt(this.deps.clock.now());
     const replay = offset
-      ? await replaySince(this.deps, principal.tenantId, principal.userId, offset).catch(() => null)
+      ? await replaySince(this.deps, principal.tenantId, principal.userId, offset).catch((error: unknown) => {
+          // The client is told `recovered: false` and reloads what it shows.
+          this.deps.log.warn({ err: error }, 'realtime: replay failed');
+          return null;
+        })
       : null;
     this.send(
       outMessage('auth', {
@@ -157,15 +175,20 @@ export class FeedConnection {
     this.scheduleExpiry();
   }
 
-  /** Resolves `token`, or closes the connection saying why. */
+  /**
+   * Resolves `token`, or closes the connection saying why it was refused. A credential that could
+   * not be checked (the database is away) is a failure, not a refusal: it is thrown, and the
+   * caller's guard closes with 1011, which clients retry (4001 tells them to stop or re-login).
+   */
   private async resolve(token: string, current: UserPrincipal | null = null): Promise<UserPrincipal | null> {
     const authorization = `Bearer ${token}`;
     let resolved: Awaited<ReturnType<typeof authenticateBearer>>;
     try {
       resolved = await authenticateBearer(this.deps, authorization);
     } catch (error) {
+      if (!refused(error)) throw error;
       this.send(errorMessage(error));
-      this.close(CLOSE.unauthorized, error instanceof AppError ? error.code : 'invalid_token');
+      this.close(CLOSE.unauthorized, error.code);
       return null;
     }
     const { principal } = resolved;
@@ -208,7 +231,7 @@ export class FeedConnection {
     if (this.closed || !Number.isFinite(this.validUntil)) return;
     const left = this.validUntil - this.deps.clock.now();
     const later = (ms: number, fn: () => void) => {
-      const timer = setTimeout(fn, Math.max(0, Math.min(ms, MAX_TIMER_MS)));
+      const timer = setTimeout(this.guard('credential timer', fn), Math.max(0, Math.min(ms, MAX_TIMER_MS)));
       timer.unref();
       this.timers.push(timer);
     };
@@ -234,22 +257,38 @@ export class FeedConnection {
 
   /**
    * Resolves the credential again (the user changed: disabled, plan; a key's expiry moved);
-   * closes the connection if it is no longer good. True while it is.
+   * closes the connection if it was refused. True while it is good. Throws when it could not be
+   * checked (see `resolve`): that is no reason to tell the client it was revoked.
    */
   async recheck(): Promise<boolean> {
     if (this.closed) return false;
+    let resolved: Awaited<ReturnType<typeof authenticateBearer>>;
     try {
-      const resolved = await authenticateBearer(this.deps, this.authorization);
-      if (this.closed || resolved.principal.kind !== 'user') return false;
-      this.principal = resolved.principal;
-      if (resolved.validUntil !== this.validUntil) {
-        this.validUntil = resolved.validUntil;
-        this.scheduleExpiry();
-      }
-      return true;
-    } catch {
+      resolved = await authenticateBearer(this.deps, this.authorization);
+    } catch (error) {
+      if (!refused(error)) throw error;
       this.close(CLOSE.unauthorized, 'credential_revoked');
       return false;
+    }
+    if (this.closed || resolved.principal.kind !== 'user') return false;
+    this.principal = resolved.principal;
+    if (resolved.validUntil !== this.validUntil) {
+      this.validUntil = resolved.validUntil;
+      this.scheduleExpiry();
+    }
+    return true;
+  }
+
+  /**
+   * The periodic re-check (and the one after `user.updated`). A credential that cannot be checked
+   * now keeps its connection and is checked again next round: closing every socket of an instance
+   * because its database blinked would send all its clients back at once.
+   */
+  async revalidate(): Promise<void> {
+    try {
+      await this.recheck();
+    } catch (error) {
+      this.deps.log.warn({ err: error }, 'realtime: a credential could not be re-checked; trying again next round');
     }
   }
 
@@ -280,8 +319,35 @@ export class FeedConnection {
 
   close(code: number, reason: string): void {
     if (this.closed) return;
-    this.transport.close(code, reason);
-    this.ended();
+    try {
+      this.transport.close(code, reason);
+    } finally {
+      this.ended();
+    }
+  }
+
+  /**
+   * Something failed inside the server while handling this connection (already logged by the
+   * guard that caught it): the client gets a plain `internal_error`, never the cause, and the
+   * connection is closed with 1011. Every other connection carries on.
+   */
+  fail(_error: unknown): void {
+    if (this.closed) return;
+    try {
+      this.send(errorMessage(new AppError('internal_error', 'Something went wrong on the server; reconnect')));
+    } finally {
+      this.close(CLOSE.internalError, 'internal_error');
+    }
+  }
+
+  /** `fn` as a listener or timer callback of this connection: what it throws fails this connection only. */
+  guard<A extends unknown[]>(what: string, fn: (...args: A) => unknown): (...args: A) => void {
+    return guarded(this.deps.log, what, fn, (error) => this.fail(error));
+  }
+
+  /** Runs `fn` (usually a promise not awaited) as `guard` describes. */
+  run(what: string, fn: () => unknown): void {
+    runGuarded(this.deps.log, what, fn, (error) => this.fail(error));
   }
 
   /** The transport is gone (closed by either side): stop timers and requests, leave the hub. */

@@ -2,6 +2,7 @@ import type { Deps } from '../../deps.js';
 import type { UserPrincipal } from '../../http/principal.js';
 import type { Envelope } from './bus.js';
 import { CLOSE, type FeedConnection, outMessage, REVALIDATE_SECONDS } from './connection.js';
+import { guarded } from './guard.js';
 
 /**
  * This instance's authenticated connections by tenant and user, fed by the realtime bus. Events
@@ -17,7 +18,10 @@ export class Hub {
 
   constructor(private readonly deps: Deps) {
     this.unlisten = deps.realtime.listen((envelope) => this.deliver(envelope));
-    this.revalidation = setInterval(() => this.revalidate(), 1_000);
+    this.revalidation = setInterval(
+      guarded(deps.log, 'revalidation round', () => this.revalidate()),
+      1_000,
+    );
     this.revalidation.unref();
   }
 
@@ -25,7 +29,9 @@ export class Hub {
     this.second = (this.second + 1) % REVALIDATE_SECONDS;
     for (const users of this.tenants.values()) {
       for (const connections of users.values()) {
-        for (const connection of connections) if (connection.slot === this.second) void connection.recheck();
+        for (const connection of connections) {
+          if (connection.slot === this.second) connection.run('revalidation', () => connection.revalidate());
+        }
       }
     }
   }
@@ -67,7 +73,10 @@ export class Hub {
     if (targets.length === 0) return;
     const message = outMessage('update', envelope.item);
     const text = JSON.stringify(message);
-    for (const connection of targets) connection.deliver(envelope.item, false, text, message);
+    // One connection's failure closes that connection, not the delivery to the others.
+    for (const connection of targets) {
+      connection.run('delivery', () => connection.deliver(envelope.item, false, text, message));
+    }
     if (envelope.item.kind === 'event') this.enforce(envelope.item.event.type, envelope.item.event.data, targets);
   }
 
@@ -84,17 +93,21 @@ export class Hub {
     // Another instance's revocation: this instance's cached credentials must not outlive it.
     this.deps.caches.auth.clear();
     for (const connection of targets) {
-      const principal = connection.principal;
-      if (!principal) continue;
-      if (type === 'session.revoked' && principal.sessionId !== null && principal.sessionId === data.session_id) {
-        connection.close(CLOSE.unauthorized, 'session_revoked');
-      } else if (type === 'api_key.revoked' && principal.apiKeyId !== null && principal.apiKeyId === data.api_key_id) {
-        connection.close(CLOSE.unauthorized, 'api_key_revoked');
-      } else if (type === 'user.deleted') {
-        connection.close(CLOSE.unauthorized, 'user_deleted');
-      } else if (type === 'user.updated') {
-        void connection.recheck();
-      }
+      connection.run('revocation', () => this.enforceOn(connection, type, data));
+    }
+  }
+
+  private enforceOn(connection: FeedConnection, type: string, data: Record<string, unknown>): unknown {
+    const principal = connection.principal;
+    if (!principal) return;
+    if (type === 'session.revoked' && principal.sessionId !== null && principal.sessionId === data.session_id) {
+      connection.close(CLOSE.unauthorized, 'session_revoked');
+    } else if (type === 'api_key.revoked' && principal.apiKeyId !== null && principal.apiKeyId === data.api_key_id) {
+      connection.close(CLOSE.unauthorized, 'api_key_revoked');
+    } else if (type === 'user.deleted') {
+      connection.close(CLOSE.unauthorized, 'user_deleted');
+    } else if (type === 'user.updated') {
+      return connection.revalidate();
     }
   }
 
@@ -104,7 +117,9 @@ export class Hub {
     clearInterval(this.revalidation);
     for (const users of this.tenants.values()) {
       for (const connections of users.values()) {
-        for (const connection of connections) connection.close(CLOSE.shuttingDown, 'server_shutting_down');
+        for (const connection of connections) {
+          connection.run('shutdown', () => connection.close(CLOSE.shuttingDown, 'server_shutting_down'));
+        }
       }
     }
   }

@@ -1,3 +1,5 @@
+import { Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import type { UserPrincipal } from '../../http/principal.js';
@@ -13,15 +15,46 @@ const inFlight = new WeakMap<FeedConnection, number>();
 const PASSED = ['temperature', 'top_p', 'stop', 'seed'] as const;
 
 /**
+ * A `request`'s data, checked field by field as the HTTP routes' bodies are (the bounds of
+ * POST /api/llm/v1/chat/completions and /api/llm/completion); anything else is refused by name.
+ */
+const RequestData = TypeCompiler.Compile(
+  Type.Object(
+    {
+      action: Type.Optional(Type.Literal('llm.completion')),
+      model: Type.String({ minLength: 1, maxLength: 200 }),
+      prompt: Type.Optional(Type.String({ minLength: 1, maxLength: 1_000_000 })),
+      messages: Type.Optional(
+        Type.Array(
+          Type.Object({ role: Type.String({ minLength: 1, maxLength: 32 }) }, { additionalProperties: true }),
+          {
+            minItems: 1,
+            maxItems: 10_000,
+          },
+        ),
+      ),
+      max_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
+      // OpenAI's ranges for the sampling fields.
+      temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
+      top_p: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+      stop: Type.Optional(
+        Type.Union([Type.String({ maxLength: 1_000 }), Type.Array(Type.String({ maxLength: 1_000 }), { maxItems: 4 })]),
+      ),
+      seed: Type.Optional(Type.Integer()),
+    },
+    { additionalProperties: false },
+  ),
+);
+
+/**
  * A `request` message: `{type: 'request', correlationId, data: {model, prompt | messages,
  * max_tokens?, temperature?, …}}` runs a chat completion through the LLM gateway, with the same
  * checks and accounting as POST /api/llm/v1/chat/completions. Its text arrives as `update`s
  * (`{kind: 'completion', delta}`) and ends with `complete` (text, usage, cost), or `error`,
  * all carrying the request's correlationId.
  */
-export async function handleRequest(deps: Deps, connection: FeedConnection, message: Record<string, unknown>) {
-  const correlationId = message.correlationId;
-  if (typeof correlationId !== 'string' || correlationId.length === 0 || correlationId.length > 128) {
+export async function handleRequest(deps: Deps, connection: FeedConnection, data: unknown, correlationId?: string) {
+  if (correlationId === undefined) {
     connection.send(
       errorMessage(invalidField('correlationId', 'is required on a request: a string of 1 to 128 characters')),
     );
@@ -37,13 +70,18 @@ export async function handleRequest(deps: Deps, connection: FeedConnection, mess
     );
     return;
   }
-  // The credential as it is now (a call spends the user's budget), not as it was at connect.
-  if (!(await connection.recheck())) return;
+  // Counted before the first await, so a burst of requests cannot all pass the check above.
   inFlight.set(connection, running + 1);
   try {
-    const body = chatRequestOf(message.data);
+    const body = chatRequestOf(data);
+    // The credential as it is now (a call spends the user's budget), not as it was at connect.
+    if (!(await connection.recheck())) return;
     await complete(deps, connection, connection.principal as UserPrincipal, body, correlationId);
   } catch (error) {
+    // Internal causes are logged, never sent (errorMessage sends internal_error for them).
+    if (!(error instanceof AppError) || error.status >= 500) {
+      deps.log.error({ err: error }, 'realtime: an LLM request failed');
+    }
     if (!connection.gone.signal.aborted) connection.send(errorMessage(error, correlationId));
   } finally {
     inFlight.set(connection, (inFlight.get(connection) ?? 1) - 1);
@@ -51,27 +89,29 @@ export async function handleRequest(deps: Deps, connection: FeedConnection, mess
 }
 
 function chatRequestOf(data: unknown): ChatRequest {
-  if (typeof data !== 'object' || data === null) {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw invalidField('data', 'must be an object: {model, prompt} or {model, messages}');
   }
-  const fields = data as Record<string, unknown>;
-  if (fields.action !== undefined && fields.action !== 'llm.completion') {
-    throw invalidField('data.action', 'must be "llm.completion" (the only request there is)');
+  const problem = RequestData.Errors(data).First();
+  if (problem) {
+    const field = `data${problem.path.replaceAll('/', '.')}`;
+    throw invalidField(field, problem.message.charAt(0).toLowerCase() + problem.message.slice(1));
   }
-  if (typeof fields.model !== 'string' || fields.model.length === 0) throw invalidField('data.model', 'is required');
+  const fields = data as Record<string, unknown>;
   let messages: ChatRequest['messages'];
   if (typeof fields.prompt === 'string' && fields.messages === undefined) {
     messages = [{ role: 'user', content: fields.prompt }];
-  } else if (Array.isArray(fields.messages) && fields.messages.length > 0 && fields.prompt === undefined) {
+  } else if (Array.isArray(fields.messages) && fields.prompt === undefined) {
     messages = fields.messages as ChatRequest['messages'];
   } else {
     throw invalidField('data.prompt', 'or data.messages (not both) is required');
   }
-  const maxTokens = fields.max_tokens;
-  if (maxTokens !== undefined && !(typeof maxTokens === 'number' && Number.isInteger(maxTokens) && maxTokens > 0)) {
-    throw invalidField('data.max_tokens', 'must be a positive integer');
-  }
-  const body: ChatRequest = { model: fields.model, messages, stream: true, max_tokens: maxTokens };
+  const body: ChatRequest = {
+    model: fields.model as string,
+    messages,
+    stream: true,
+    max_tokens: fields.max_tokens as number | undefined,
+  };
   for (const field of PASSED) if (fields[field] !== undefined) body[field] = fields[field];
   return body;
 }
