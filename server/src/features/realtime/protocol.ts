@@ -1,4 +1,5 @@
 import { AppError, invalidField } from '../../errors.js';
+import { jsonNestsDeeperThan } from '../../lib/input-guard.js';
 
 /**
  * What the feed accepts (docs/realtime.md, "Limits"). Every input is hostile: it is bounded in
@@ -56,7 +57,7 @@ export function parseMessage(raw: Buffer | ArrayBuffer | Buffer[], isBinary: boo
     };
   }
   const text = bytes.toString('utf8');
-  if (nestingExceeds(text, LIMITS.depth)) {
+  if (jsonNestsDeeperThan(text, LIMITS.depth)) {
     return {
       ok: false,
       error: new AppError('invalid_request', `Messages may nest objects and arrays at most ${LIMITS.depth} deep`, {
@@ -96,32 +97,6 @@ export function parseMessage(raw: Buffer | ArrayBuffer | Buffer[], isBinary: boo
     };
   }
   return { ok: true, message: { type: type as Inbound['type'], data: fields.data, correlationId } };
-}
-
-/**
- * True when JSON `text` nests objects and arrays deeper than `max`. A linear scan that skips
- * strings: the deep value is never built (JSON.parse would build it, and JSON.stringify of one a
- * few thousand deep throws RangeError). For text that is not JSON the answer does not matter:
- * JSON.parse refuses it next.
- */
-export function nestingExceeds(text: string, max: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (inString) {
-      if (code === 0x5c)
-        i++; // a backslash escapes the next character (RFC 8259 §7)
-      else if (code === 0x22) inString = false;
-    } else if (code === 0x22) {
-      inString = true;
-    } else if (code === 0x7b || code === 0x5b) {
-      if (++depth > max) return true;
-    } else if (code === 0x7d || code === 0x5d) {
-      depth--;
-    }
-  }
-  return false;
 }
 
 /** True when a parsed value nests objects and arrays deeper than `max` (iterative: no stack to overflow). */
