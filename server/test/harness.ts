@@ -211,7 +211,7 @@ export async function createHarness(
     const deps = await createDeps({ config, log, masterKey, dbOptions, clock, limiterNamespace });
     let app: GatehouseApp;
     try {
-      await migrateToLatest(deps.db);
+      await migrateWhileOthersDropSchemas(deps.db);
       await deps.keyring.load();
       app = await buildApp(deps);
       await app.ready();
@@ -400,4 +400,20 @@ export async function createHarness(
       await dropSchema?.();
     },
   };
+}
+
+/**
+ * Kysely's migrator lists the tables of every schema it may use (has_schema_privilege), which
+ * fails with 3F000 when another test run drops its schema at that moment; this run's own schema
+ * is not involved, so the migration is simply tried again.
+ */
+async function migrateWhileOthersDropSchemas(db: Deps['db']): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await migrateToLatest(db);
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== '3F000' || attempt >= 5) throw error;
+    }
+  }
 }
