@@ -1255,6 +1255,8 @@ export interface paths {
                             code: "VALID" | "NOT_FOUND" | "EXPIRED" | "REVOKED" | "DISABLED" | "RATE_LIMITED" | "USAGE_EXCEEDED";
                             key_id: string | null;
                             user_id: string | null;
+                            /** @description The tenant the key was looked up in: the service key's (a key of another tenant is NOT_FOUND) */
+                            tenant_id: string;
                             scopes: string[];
                             expires_at: string | null;
                             /** @description The limits asked for, after this call counted (unlimited ones are left out) */
@@ -5076,7 +5078,7 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
-                        /** @description Which application asks, shown on the approval page */
+                        /** @description Which application asks. The approval page names the applications Gatehouse knows (gatehouse-vscode: its VS Code extension); any other id is shown as an unverified claim. */
                         client_id?: string;
                         scope?: string;
                     };
