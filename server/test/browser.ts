@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Harness, TestResponse } from './harness.js';
 
 // Real Chromium for the tests of what people see: Debian's chromium driven by playwright-core.
 // Every hosted HTML page is tested in it, not only through inject (a browser decides what Origin,
@@ -59,5 +60,38 @@ export async function servePages(pages: Record<string, { type: string; body: str
   return {
     origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * A browser's cookie jar and last form over inject: keeps the cookies it is sent and the CSRF field
+ * of the last page, and sends them back. Only where Chromium cannot stand in: when it is not
+ * installed, or to come from an address other than loopback.
+ */
+export function injectBrowser(h: Pick<Harness, 'request'>, ip = '127.0.0.1') {
+  const jar = new Map<string, string>();
+  let csrf = '';
+  const keep = (res: TestResponse) => {
+    for (const line of [res.headers['set-cookie'] ?? []].flat()) {
+      const [pair] = String(line).split(';');
+      const [name, ...value] = pair.split('=');
+      jar.set(name, value.join('='));
+    }
+    csrf = /name="csrf" value="([^"]+)"/.exec(res.text)?.[1] ?? csrf;
+    return res;
+  };
+  const cookie = () => [...jar].map(([name, value]) => `${name}=${value}`).join('; ');
+  return {
+    get: async (url: string) => keep(await h.request({ method: 'GET', url, ip, headers: { cookie: cookie() } })),
+    post: async (url: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
+      keep(
+        await h.request({
+          method: 'POST',
+          url,
+          ip,
+          form: { csrf, ...form },
+          headers: { cookie: cookie(), ...headers },
+        }),
+      ),
   };
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
-import { submit } from './browser.js';
-import type { Harness, TestResponse, TestUser } from './harness.js';
+import { injectBrowser, submit } from './browser.js';
+import type { Harness, TestUser } from './harness.js';
 
 /**
  * The hosted device page (/device) in a real browser: a fresh Chromium context (its own cookies)
@@ -52,7 +52,7 @@ export async function approveDevice(
       await page.context().close();
     }
   }
-  const browser = pageBrowser(driver.h);
+  const browser = injectBrowser(driver.h);
   const page = new URL(verificationUriComplete);
   const userCode = page.searchParams.get('user_code') ?? '';
   await browser.get(`${page.pathname}${page.search}`);
@@ -61,37 +61,4 @@ export async function approveDevice(
   const decided = await browser.post('/device/decision', { user_code: userCode, decision: 'approve' });
   assert.match(decided.text, /Approved/);
   return { application };
-}
-
-/**
- * The page through inject: keeps cookies and the CSRF field of the last page. Only where a real
- * browser cannot stand in: without Chromium, or to come from an address other than loopback.
- */
-export function pageBrowser(h: Pick<Harness, 'request'>, ip = '127.0.0.1') {
-  const jar = new Map<string, string>();
-  let csrf = '';
-  const keep = (res: TestResponse) => {
-    for (const line of [res.headers['set-cookie'] ?? []].flat()) {
-      const [pair] = String(line).split(';');
-      const [name, ...value] = pair.split('=');
-      jar.set(name, value.join('='));
-    }
-    csrf = /name="csrf" value="([^"]+)"/.exec(res.text)?.[1] ?? csrf;
-    return res;
-  };
-  const cookie = () => [...jar].map(([name, value]) => `${name}=${value}`).join('; ');
-  return {
-    get: async (url: string) => keep(await h.request({ method: 'GET', url, ip, headers: { cookie: cookie() } })),
-    post: async (url: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
-      keep(
-        await h.request({
-          method: 'POST',
-          url,
-          ip,
-          form: { csrf, ...form },
-          headers: { cookie: cookie(), ...headers },
-        }),
-      ),
-    csrf: () => csrf,
-  };
 }

@@ -5686,8 +5686,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * sendAuthLink: an authorization URL that connects the user's account at a service
-         * @description The service must have an OAuth provider (/api/admin/oauth/providers). The link is valid 10 minutes, once; after the provider's consent the browser comes back to /api/vault/callback, then to redirect_after (one of the tenant's allowed_redirect_uris) with ?service=…&status=connected or &error=….
+         * sendAuthLink: a link that connects the user's account at a service
+         * @description The service must have an OAuth provider (/api/admin/oauth/providers). The link is a Gatehouse page (<PUBLIC_URL>/vault/connect) that says whose connection it makes and, on Continue, binds the flow to that browser and sends it to the provider. Valid 10 minutes, in one browser, once; after the provider's consent the browser comes back to /api/vault/callback (refused in any other browser), then to redirect_after (one of the tenant's allowed_redirect_uris) with ?service=…&status=connected or &error=….
          */
         post: {
             parameters: {
@@ -5778,7 +5778,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The OAuth redirect target: checks the state, exchanges the code (PKCE), stores the tokens */
+        /** The OAuth redirect target: checks the state and the browser it was bound to, exchanges the code (PKCE), stores the tokens */
         get: {
             parameters: {
                 query?: {

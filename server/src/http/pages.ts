@@ -17,12 +17,12 @@ export function escapeHtml(text: string): string {
  * real `Origin`; under `no-referrer` Chromium sends `Origin: null` on them, which a CSRF check
  * cannot tell from a forged post (Fetch standard, "serializing a request origin").
  */
-function pageHeaders(reply: FastifyReply): FastifyReply {
+function pageHeaders(reply: FastifyReply, formAction: string): FastifyReply {
   return reply
     .type('text/html; charset=utf-8')
     .header(
       'content-security-policy',
-      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+      `default-src 'none'; style-src 'unsafe-inline'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,
     )
     .header('x-frame-options', 'DENY')
     .header('referrer-policy', 'same-origin')
@@ -34,9 +34,25 @@ h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem}input{width:100%;pa
 button{margin:1rem .5rem 0 0;padding:.5rem 1.2rem;font:inherit;cursor:pointer}.code{font:600 1.6rem monospace;letter-spacing:.1em}
 .error{color:#b00020}.note{color:#555;font-size:.9rem}code{background:#f2f2f2;padding:0 .2rem;word-break:break-all}`;
 
+export interface PageOptions {
+  /**
+   * CSP `form-action` (default `'self'`). Browsers check it on every redirect a form submission
+   * leads to, so a form whose answer redirects to another site (the vault's Continue, on to the
+   * provider and then the app) needs a wider one.
+   */
+  formAction?: string;
+}
+
 /** One hosted page: a title, an optional error, and trusted markup (callers escape what they interpolate). */
-export function sendPage(reply: FastifyReply, status: number, title: string, body: string, error?: string) {
-  return pageHeaders(reply)
+export function sendPage(
+  reply: FastifyReply,
+  status: number,
+  title: string,
+  body: string,
+  error?: string,
+  options: PageOptions = {},
+) {
+  return pageHeaders(reply, options.formAction ?? "'self'")
     .status(status)
     .send(
       `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +

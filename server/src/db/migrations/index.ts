@@ -10,6 +10,7 @@ import * as m0008 from './0008_sign_in.js';
 import * as m0009 from './0009_webhooks.js';
 import * as m0010 from './0010_realtime.js';
 import * as m0011 from './0011_device.js';
+import * as m0012 from './0012_vault_link_binding.js';
 
 /** Every migration, in order. Listed explicitly so bundlers and tsx need no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -24,4 +25,5 @@ export const migrations: Record<string, Migration> = {
   '0009_webhooks': m0009,
   '0010_realtime': m0010,
   '0011_device': m0011,
+  '0012_vault_link_binding': m0012,
 };

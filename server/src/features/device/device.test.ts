@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
-import { launchChromium, NO_CHROMIUM, servePages, submit } from '../../../test/browser.js';
-import { decideOnPage, openDevicePage, pageBrowser, signInOnPage } from '../../../test/device-page.js';
+import { injectBrowser, launchChromium, NO_CHROMIUM, servePages, submit } from '../../../test/browser.js';
+import { decideOnPage, openDevicePage, signInOnPage } from '../../../test/device-page.js';
 import { createHarness, fieldsOf, type Harness, listen, type TestTenant } from '../../../test/harness.js';
 
 // The hosted page is driven in real Chromium (it decides what Origin, Sec-Fetch-Site and cookies
@@ -132,7 +132,6 @@ describe('device sign-in (RFC 8628) in Chromium', () => {
     const user = await t.user();
     const code = await start(t);
     const page = await openDevicePage(browser, code.verification_uri_complete);
-    const evil = await servePages({});
     try {
       assert.equal(await signInOnPage(page, user), 200, await page.content());
       const csrf = await page.inputValue('input[name=csrf]');
@@ -158,7 +157,6 @@ describe('device sign-in (RFC 8628) in Chromium', () => {
       // The person's own approval still works.
       assert.equal(await decideOnPage(page, 'approve'), 200, await page.content());
     } finally {
-      await evil.close();
       await page.context().close();
     }
   });
@@ -207,7 +205,7 @@ describe('device sign-in: the page without a browser', () => {
     const t = await h.tenant();
     const user = await t.user();
     const code = await start(t);
-    const b = pageBrowser(h, '203.0.113.8');
+    const b = injectBrowser(h, '203.0.113.8');
     await b.get('/device');
     const form = { user_code: code.user_code, email: user.email, password: user.password };
     const forged = await h.request({
@@ -236,12 +234,12 @@ describe('device sign-in: the page without a browser', () => {
     const t = await h.tenant();
     const user = await t.user();
     const code = await start(t);
-    const b = pageBrowser(h, '203.0.113.7');
+    const b = injectBrowser(h, '203.0.113.7');
     await b.get('/device');
     for (let i = 0; i < 10; i++) assert.equal((await b.post('/device', { user_code: 'BBBB-BBBB' })).status, 400);
     const blocked = await b.post('/device', { user_code: code.user_code, email: user.email, password: user.password });
     assert.equal(blocked.status, 429, 'even the right code is not looked up while the address is blocked');
-    const elsewhere = pageBrowser(h, '198.51.100.9');
+    const elsewhere = injectBrowser(h, '198.51.100.9');
     await elsewhere.get('/device');
     const fine = await elsewhere.post('/device', {
       user_code: code.user_code,
