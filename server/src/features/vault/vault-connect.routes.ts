@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Deps } from '../../deps.js';
 import { escapeHtml, pageCookie, pageCsrf, sendPage } from '../../http/pages.js';
 import type { App } from '../../http/schemas.js';
-import { sha256 } from '../../lib/tokens.js';
+import { safeEqual, sha256 } from '../../lib/tokens.js';
 import { bindStateToBrowser } from '../oauth/oauth-states.js';
 import { describeConnectLink } from './vault-oauth.js';
 
@@ -56,7 +56,7 @@ export function registerVaultConnectPage(app: App, deps: Deps): void {
       'This link was already opened in another browser.',
     );
   const mine = (binding: string | null, secret: string | undefined) =>
-    binding === null || (secret !== undefined && sha256(secret) === binding);
+    binding === null || (secret !== undefined && safeEqual(sha256(secret), binding));
 
   app.get(
     '/vault/connect',
