@@ -195,6 +195,9 @@ describe('vault OAuth connections', () => {
     const advance = h.clockFor(ctx);
     advance(3_600_000);
     op.tokenDelayMs = 150;
+    // The refreshed token lives an hour: a read that starts once the refresh is done finds it fresh
+    // (a 60 s token under the 60 s skew would be due again at once, and refreshed again).
+    op.accessTokenTtl = 3600;
     const refreshes = op.counts.refresh_token;
     try {
       const reads = await Promise.all(Array.from({ length: 20 }, () => getAuth(s, 'user123')));
@@ -212,6 +215,7 @@ describe('vault OAuth connections', () => {
       assert.notEqual([...tokens][0], before);
     } finally {
       op.tokenDelayMs = 0;
+      op.accessTokenTtl = 60;
     }
   });
 
@@ -223,6 +227,9 @@ describe('vault OAuth connections', () => {
     const advance = h.clockFor(ctx);
     advance(3_600_000);
     op.tokenDelayMs = 150;
+    // The refreshed token lives an hour: a read that starts once the refresh is done finds it fresh
+    // (a 60 s token under the 60 s skew would be due again at once, and refreshed again).
+    op.accessTokenTtl = 3600;
     const refreshes = op.counts.refresh_token;
     try {
       const reads = await Promise.all(
@@ -239,6 +246,7 @@ describe('vault OAuth connections', () => {
       assert.equal(new Set(reads.map((r) => r.body.auth_data.access_token)).size, 1);
     } finally {
       op.tokenDelayMs = 0;
+      op.accessTokenTtl = 60;
     }
   });
 
