@@ -168,7 +168,9 @@ export function createClient(options: ClientOptions) {
     },
     /**
      * RFC 8628 device sign-in: show `userCode` and open `verificationUriComplete`, then await
-     * `complete()`, which polls as the server asks and stores the tokens once approved.
+     * `complete()`, which polls as the server asks and stores the tokens once approved. `clientId`
+     * (printable ASCII) is shown on the approval page as an unverified claim, unless Gatehouse knows
+     * it (docs/accounts.md, "Device sign-in").
      */
     async startDeviceSignIn(input: { clientId?: string } = {}) {
       const code = await data(

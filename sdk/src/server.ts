@@ -7,8 +7,8 @@ export { AuthenticationError, GatehouseError } from './errors.js';
 /** Who called the app's backend, as Gatehouse vouches for it. */
 export interface GatehousePrincipal {
   userId: string;
-  /** The tenant (from the access token; for API keys, the verifier's). */
-  tenantId: string | null;
+  /** The caller's tenant: always the verifier's (callers of other tenants are refused). */
+  tenantId: string;
   via: 'access_token' | 'api_key';
   sessionId: string | null;
   apiKeyId: string | null;
@@ -20,24 +20,59 @@ export interface GatehousePrincipal {
 export interface VerifierOptions {
   /** Gatehouse's public URL: its tokens' issuer, and where its JWKS and verify endpoint are. */
   baseUrl: string;
-  /** A tenant service key (gsk_…): needed to verify API keys (POST /api/keys/verify). */
+  /**
+   * A tenant service key (gsk_…). It verifies API keys (POST /api/keys/verify), and it pins the
+   * verifier to its tenant: only that tenant's access tokens and keys are accepted. The tenant is
+   * learned from Gatehouse once, on first use.
+   */
   serviceKey?: string;
   /** The tokens' issuer: Gatehouse's PUBLIC_URL (default: `baseUrl`, when the app reaches it at that URL). */
   issuer?: string;
-  /** Accept access tokens of this tenant only (their `aud`); any tenant when omitted. */
+  /**
+   * Accept only this tenant's callers (access tokens' `aud`). Needed without a `serviceKey`; with
+   * one, optional, and it must be the service key's tenant.
+   */
   tenantId?: string;
   /** How long a verified API key is trusted before asking again (default 10 s; 0: every time). */
   apiKeyCacheMs?: number;
   fetch?: typeof fetch;
 }
 
+/** What POST /api/keys/verify answers (the fields the verifier reads). */
+interface VerifyAnswer {
+  valid: boolean;
+  code: string;
+  key_id: string | null;
+  user_id: string | null;
+  tenant_id: string;
+  scopes: string[];
+  expires_at: string | null;
+}
+
+/**
+ * A key no tenant has (malformed, so Gatehouse answers NOT_FOUND without a lookup): asking to verify
+ * it tells a service key's tenant, which every verify answer names.
+ */
+const TENANT_PROBE = 'gk_tenant_probe';
+
 /**
  * The counterpart of seed 002's `Depends(get_current_user)` for an app's own backend: verifies
  * Gatehouse access tokens offline against its JWKS (fetched once, cached, and fetched again when a
  * token names a key it has not seen: key rotation), and API keys through the verify endpoint,
  * with a short cache.
+ *
+ * It accepts one tenant's callers only, as a Clerk or Unkey verifier serves the instance or
+ * workspace of its secret key: the tenant of `serviceKey`, or `tenantId`. One Gatehouse serves many
+ * tenants with one JWKS, so an access token of another tenant is well signed; without the pin it
+ * would pass.
  */
 export function createVerifier(options: VerifierOptions) {
+  if (!options.tenantId && !options.serviceKey) {
+    throw new TypeError(
+      'createVerifier needs serviceKey (it then accepts only its tenant) or tenantId: ' +
+        'one Gatehouse signs the access tokens of every tenant with the same keys',
+    );
+  }
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
   const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
   const jwks = createRemoteJWKSet(new URL(`${baseUrl}/.well-known/jwks.json`), {
@@ -48,22 +83,71 @@ export function createVerifier(options: VerifierOptions) {
   const ttl = options.apiKeyCacheMs ?? 10_000;
   const keys = new LRUCache<string, GatehousePrincipal | GatehouseError>({ max: 10_000, ttl: Math.max(ttl, 1) });
 
+  /** The verifier's tenant: `tenantId`, or the service key's, learned from the first verify answer. */
+  let learned: Promise<string> | undefined = options.tenantId ? Promise.resolve(options.tenantId) : undefined;
+
+  async function askVerify(key: string): Promise<VerifyAnswer> {
+    if (!options.serviceKey) throw new Error('createVerifier needs serviceKey to verify API keys');
+    const response = await fetchImpl(`${baseUrl}/api/keys/verify`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${options.serviceKey}` },
+      body: JSON.stringify({ key }),
+    });
+    if (response.status === 401 || response.status === 403) {
+      // The backend's own configuration is wrong, not the caller's credential: not a 401 for the caller.
+      const refused = await GatehouseError.fromResponse(response);
+      throw new GatehouseError(
+        `Gatehouse refused the verifier's service key: ${refused.message}`,
+        'service_key_refused',
+        500,
+        refused.requestId,
+      );
+    }
+    if (!response.ok) throw await GatehouseError.fromResponse(response);
+    const answer = (await response.json()) as VerifyAnswer;
+    if (typeof answer.tenant_id !== 'string') {
+      throw new GatehouseError('Gatehouse did not name the tenant of the service key', 'tenant_unknown', 502);
+    }
+    if (options.tenantId && answer.tenant_id !== options.tenantId) {
+      throw new GatehouseError(
+        `The service key belongs to tenant ${answer.tenant_id}, not to tenantId ${options.tenantId}`,
+        'tenant_mismatch',
+        500,
+      );
+    }
+    learned ??= Promise.resolve(answer.tenant_id);
+    return answer;
+  }
+
+  /** The verifier's tenant (asking Gatehouse once when only `serviceKey` was given; again after a failure). */
+  function tenant(): Promise<string> {
+    learned ??= askVerify(TENANT_PROBE).then(
+      (answer) => answer.tenant_id,
+      (error: unknown) => {
+        learned = undefined;
+        throw error;
+      },
+    );
+    return learned;
+  }
+
   async function verifyAccessToken(token: string): Promise<GatehousePrincipal> {
+    const audience = await tenant();
     let payload: JWTPayload & { tid?: string; sid?: string };
     try {
       ({ payload } = await jwtVerify(token, jwks, {
         issuer: (options.issuer ?? baseUrl).replace(/\/+$/, ''),
         algorithms: ['ES256'],
-        ...(options.tenantId && { audience: options.tenantId }),
+        audience,
       }));
     } catch (error) {
       throw new AuthenticationError(`The access token is not valid: ${(error as Error).message}`, 'invalid_token', 401);
     }
-    if (!payload.sub || !payload.tid)
-      throw new AuthenticationError('The access token lacks sub or tid', 'invalid_token', 401);
+    if (!payload.sub || payload.tid !== audience)
+      throw new AuthenticationError('The access token lacks sub, or is of another tenant', 'invalid_token', 401);
     return {
       userId: payload.sub,
-      tenantId: payload.tid,
+      tenantId: audience,
       via: 'access_token',
       sessionId: payload.sid ?? null,
       apiKeyId: null,
@@ -73,29 +157,16 @@ export function createVerifier(options: VerifierOptions) {
   }
 
   async function verifyApiKey(key: string): Promise<GatehousePrincipal> {
-    if (!options.serviceKey) throw new Error('createVerifier needs serviceKey to verify API keys');
     const cached = ttl > 0 ? keys.get(key) : undefined;
     if (cached instanceof GatehouseError) throw cached;
     if (cached) return cached;
-    const response = await fetchImpl(`${baseUrl}/api/keys/verify`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${options.serviceKey}` },
-      body: JSON.stringify({ key }),
-    });
-    if (!response.ok) throw await GatehouseError.fromResponse(response);
-    const answer = (await response.json()) as {
-      valid: boolean;
-      code: string;
-      key_id: string | null;
-      user_id: string | null;
-      scopes: string[];
-      expires_at: string | null;
-    };
+    // The service key only finds keys of its own tenant (another tenant's is NOT_FOUND).
+    const answer = await askVerify(key);
     const result =
       answer.valid && answer.user_id
         ? {
             userId: answer.user_id,
-            tenantId: options.tenantId ?? null,
+            tenantId: answer.tenant_id,
             via: 'api_key' as const,
             sessionId: null,
             apiKeyId: answer.key_id,
@@ -116,7 +187,7 @@ export function createVerifier(options: VerifierOptions) {
     return match[1].startsWith('gk_') ? verifyApiKey(match[1]) : verifyAccessToken(match[1]);
   }
 
-  return { verify, verifyAccessToken, verifyApiKey };
+  return { verify, verifyAccessToken, verifyApiKey, tenant };
 }
 
 export type Verifier = ReturnType<typeof createVerifier>;

@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { chromium } from 'playwright-core';
+import { CHROMIUM, launchChromium, NO_CHROMIUM } from '../../server/test/browser.js';
 import { createHarness, type Harness, listen } from '../../server/test/harness.js';
-
-/** Debian's chromium (apt-get install chromium; .ci/run installs it when missing). */
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
 
 let h: Harness;
 let page: Server;
@@ -43,7 +39,7 @@ after(async () => {
 
 describe('@gatehouse/sdk in a browser (Chromium)', () => {
   it('signs up, keeps its tokens in localStorage, calls the API, and gets a live event over the browser WebSocket', async (ctx) => {
-    if (!CHROMIUM) return ctx.skip('needs Debian chromium (apt-get install chromium)');
+    if (!CHROMIUM) return ctx.skip(NO_CHROMIUM);
     const t = await h.tenant();
     const allowed = await h.request({
       method: 'PATCH',
@@ -53,7 +49,8 @@ describe('@gatehouse/sdk in a browser (Chromium)', () => {
     });
     assert.equal(allowed.status, 200, allowed.text);
 
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    const browser = await launchChromium();
+    if (!browser) throw new Error('chromium did not start');
     try {
       const tab = await browser.newPage();
       await tab.goto(pageOrigin);

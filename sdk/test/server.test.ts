@@ -4,7 +4,13 @@ import { after, before, describe, it } from 'node:test';
 import express from 'express';
 import Fastify from 'fastify';
 import { createHarness, type Harness, listen } from '../../server/test/harness.js';
-import { AuthenticationError, createVerifier, gatehouseExpress, gatehouseFastify } from '../src/server.js';
+import {
+  AuthenticationError,
+  createVerifier,
+  GatehouseError,
+  gatehouseExpress,
+  gatehouseFastify,
+} from '../src/server.js';
 
 let h: Harness;
 let baseUrl: string;
@@ -48,13 +54,77 @@ describe('@gatehouse/sdk/server verifier', () => {
     await assert.rejects(() => verifier.verify(undefined), AuthenticationError);
   });
 
+  it('with only a service key, accepts its own tenant and refuses access tokens and API keys of another tenant', async () => {
+    const t = await h.tenant();
+    const user = await t.user();
+    const stranger = await (await h.tenant()).user();
+    const net = counting();
+    // As the README configures it: a service key, no tenantId.
+    const verifier = createVerifier({
+      baseUrl,
+      issuer: ISSUER,
+      serviceKey: await t.serviceKey(),
+      fetch: net.fetchImpl,
+    });
+    await assert.rejects(
+      () => verifier.verify(`Bearer ${stranger.accessToken}`),
+      (error: unknown) => error instanceof AuthenticationError && error.status === 401,
+      "another tenant's access token is refused",
+    );
+    await assert.rejects(
+      () => verifier.verify(`Bearer ${stranger.apiKey}`),
+      AuthenticationError,
+      "another tenant's key",
+    );
+    const own = await verifier.verify(`Bearer ${user.accessToken}`);
+    assert.deepEqual([own.userId, own.tenantId, own.via], [user.id, t.id, 'access_token']);
+    const key = await verifier.verify(`Bearer ${user.apiKey}`);
+    assert.deepEqual(
+      [key.userId, key.tenantId, key.via],
+      [user.id, t.id, 'api_key'],
+      'API-key callers carry their tenant',
+    );
+    await verifier.verify(`Bearer ${user.accessToken}`);
+    assert.equal(await verifier.tenant(), t.id);
+    assert.equal(net.count('/api/keys/verify'), 3, "the tenant is asked once (then two keys' checks)");
+  });
+
+  it('refuses to be created without a tenant to pin, or with a tenantId its service key does not belong to', async () => {
+    assert.throws(() => createVerifier({ baseUrl, issuer: ISSUER }), /needs serviceKey .* or tenantId/);
+    const t = await h.tenant();
+    const other = await h.tenant();
+    const user = await t.user();
+    const mismatched = createVerifier({
+      baseUrl,
+      issuer: ISSUER,
+      serviceKey: await t.serviceKey(),
+      tenantId: other.id,
+    });
+    await assert.rejects(
+      () => mismatched.verifyApiKey(user.apiKey),
+      (error: unknown) => error instanceof GatehouseError && error.code === 'tenant_mismatch' && error.status === 500,
+    );
+    const revoked = createVerifier({ baseUrl, issuer: ISSUER, serviceKey: 'gsk_not_a_key' });
+    await assert.rejects(
+      () => revoked.verify(`Bearer ${user.accessToken}`),
+      (error: unknown) =>
+        error instanceof GatehouseError &&
+        !(error instanceof AuthenticationError) &&
+        error.code === 'service_key_refused',
+      "a refused service key is the backend's error (500), not the caller's 401",
+    );
+  });
+
   it('verifies API keys through the verify endpoint with a short cache', async () => {
     const t = await h.tenant();
     const user = await t.user();
     const net = counting();
     const verifier = createVerifier({ baseUrl, serviceKey: await t.serviceKey(), fetch: net.fetchImpl });
     const principal = await verifier.verify(`Bearer ${user.apiKey}`);
-    assert.deepEqual([principal.userId, principal.apiKeyId, principal.via], [user.id, user.apiKeyId, 'api_key']);
+    assert.deepEqual(
+      [principal.userId, principal.apiKeyId, principal.via, principal.tenantId],
+      [user.id, user.apiKeyId, 'api_key', t.id],
+    );
     await verifier.verifyApiKey(user.apiKey);
     assert.equal(net.count('/api/keys/verify'), 1, 'the second check came from the cache');
 

@@ -90,7 +90,7 @@ export class AuthManager {
 
   /** Device sign-in: shows the code, opens the browser, and waits for the approval. */
   async signIn(): Promise<void> {
-    const flow = await this.client.auth.startDeviceSignIn({ clientId: 'VS Code' });
+    const flow = await this.client.auth.startDeviceSignIn({ clientId: 'gatehouse-vscode' });
     void this.vscode.env.openExternal(this.vscode.Uri.parse(flow.verificationUriComplete));
     void this.vscode.window.showInformationMessage(
       `Gatehouse: approve the sign-in in your browser. Your code is ${flow.userCode}.`,

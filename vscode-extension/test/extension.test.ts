@@ -4,7 +4,9 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { Browser } from 'playwright-core';
 import type * as VscodeApi from 'vscode';
+import { launchChromium, NO_CHROMIUM } from '../../server/test/browser.js';
 import { approveDevice } from '../../server/test/device-page.js';
 import { type FakeLlm, startFakeLlm, tenantServedBy } from '../../server/test/fake-llm.js';
 import { createHarness, type Harness, listen, type TestTenant, type TestUser } from '../../server/test/harness.js';
@@ -13,12 +15,16 @@ import { type AuthManager, activateWith } from '../src/main.js';
 let h: Harness;
 let llm: FakeLlm;
 let baseUrl: string;
+/** The person's browser, where the extension's sign-in link opens (null without Chromium: see approveDevice). */
+let browser: Browser | null;
 before(async () => {
   h = await createHarness({ OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8' });
   llm = await startFakeLlm();
   baseUrl = await listen(h.app);
+  browser = await launchChromium({ 'gatehouse.test': baseUrl });
 });
 after(async () => {
+  await browser?.close();
   await h.close();
   await llm.close();
 });
@@ -26,6 +32,8 @@ after(async () => {
 /** A small stand-in for the `vscode` module: records what the extension shows and answers as told. */
 function standIn(t: TestTenant, person: TestUser, secrets: Map<string, string>) {
   const shown: string[] = [];
+  /** The application the device page named, per approval. */
+  const approvedFor: string[] = [];
   const commands = new Map<string, () => unknown>();
   const output: string[] = [];
   const status = { text: '', command: '', show() {}, dispose() {} };
@@ -36,7 +44,8 @@ function standIn(t: TestTenant, person: TestUser, secrets: Map<string, string>) 
     Uri: { parse: (value: string) => ({ toString: () => value }) },
     env: {
       openExternal: async (uri: { toString(): string }) => {
-        await approveDevice(h, uri.toString(), person);
+        const { application } = await approveDevice({ browser, h }, uri.toString(), person);
+        approvedFor.push(application);
         return true;
       },
     },
@@ -82,6 +91,7 @@ function standIn(t: TestTenant, person: TestUser, secrets: Map<string, string>) 
     vscode: vscode as unknown as typeof VscodeApi,
     context: context as unknown as VscodeApi.ExtensionContext,
     shown,
+    approvedFor,
     output,
     status,
     run: (name: string) => commands.get(name)?.() as Promise<unknown>,
@@ -100,7 +110,8 @@ async function until(check: () => boolean, what: string, timeoutMs = 5_000) {
 }
 
 describe('VS Code extension against a real Gatehouse', () => {
-  it('signs in through the browser, shows live usage, asks, restores at start, and reacts to revocation', async () => {
+  it('signs in through the browser, shows live usage, asks, restores at start, and reacts to revocation', async (ctx) => {
+    if (!browser) ctx.diagnostic(`the device page is approved through inject: ${NO_CHROMIUM}`);
     const t = await tenantServedBy(h, llm);
     const person = await t.user();
     const secrets = new Map<string, string>();
@@ -112,6 +123,11 @@ describe('VS Code extension against a real Gatehouse', () => {
     assert.ok(
       first.shown.some((m) => m.includes(`signed in as ${person.email}`)),
       first.shown.join('\n'),
+    );
+    assert.deepEqual(
+      first.approvedFor,
+      ['Gatehouse for VS Code'],
+      'the page names the extension, as Gatehouse knows it',
     );
     assert.match(first.status.text, /free · [\d,]+ tokens/);
     assert.ok(secrets.get('gatehouse.tokens')?.includes('accessToken'), 'the tokens live in SecretStorage');

@@ -1290,6 +1290,8 @@ export interface paths {
                             code: "VALID" | "NOT_FOUND" | "EXPIRED" | "REVOKED" | "DISABLED" | "RATE_LIMITED" | "USAGE_EXCEEDED";
                             key_id: string | null;
                             user_id: string | null;
+                            /** @description The tenant the key was looked up in: the service key's (a key of another tenant is NOT_FOUND) */
+                            tenant_id: string;
                             scopes: string[];
                             expires_at: string | null;
                             /** @description The limits asked for, after this call counted (unlimited ones are left out) */
@@ -5150,7 +5152,7 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
-                        /** @description Which application asks, shown on the approval page */
+                        /** @description Which application asks. The approval page names the applications Gatehouse knows (gatehouse-vscode: its VS Code extension); any other id is shown as an unverified claim. */
                         client_id?: string;
                         scope?: string;
                     };
@@ -5758,8 +5760,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * sendAuthLink: an authorization URL that connects the user's account at a service
-         * @description The service must have an OAuth provider (/api/admin/oauth/providers). The link is valid 10 minutes, once; after the provider's consent the browser comes back to /api/vault/callback, then to redirect_after (one of the tenant's allowed_redirect_uris) with ?service=…&status=connected or &error=….
+         * sendAuthLink: a link that connects the user's account at a service
+         * @description The service must have an OAuth provider (/api/admin/oauth/providers). The link is a Gatehouse page (<PUBLIC_URL>/vault/connect) that says whose connection it makes and, on Continue, binds the flow to that browser and sends it to the provider. Valid 10 minutes, in one browser, once; after the provider's consent the browser comes back to /api/vault/callback (refused in any other browser), then to redirect_after (one of the tenant's allowed_redirect_uris) with ?service=…&status=connected or &error=….
          */
         post: {
             parameters: {
@@ -5850,7 +5852,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The OAuth redirect target: checks the state, exchanges the code (PKCE), stores the tokens */
+        /** The OAuth redirect target: checks the state and the browser it was bound to, exchanges the code (PKCE), stores the tokens */
         get: {
             parameters: {
                 query?: {

@@ -346,6 +346,10 @@ export interface OAuthStateTable {
   used_at: number | null;
   app_state: string | null;
   app_code_challenge: string | null;
+  /** connect: the provider's authorization URL, sealed, behind Gatehouse's link page. */
+  authorize_url_sealed: string | null;
+  /** connect: SHA-256 of the secret of the browser that opened the link (its cookie). */
+  browser_binding: string | null;
 }
 
 export interface UserIdentityTable {

@@ -13,6 +13,7 @@ import * as m0011 from './0011_device.js';
 import * as m0012 from './0012_one_active_signing_key.js';
 import * as m0013 from './0013_identity_authority.js';
 import * as m0014 from './0014_plan_prompt_limit.js';
+import * as m0015 from './0015_vault_link_binding.js';
 
 /** Every migration, in order. Listed explicitly so bundlers and tsx need no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -30,4 +31,5 @@ export const migrations: Record<string, Migration> = {
   '0012_one_active_signing_key': m0012,
   '0013_identity_authority': m0013,
   '0014_plan_prompt_limit': m0014,
+  '0015_vault_link_binding': m0015,
 };

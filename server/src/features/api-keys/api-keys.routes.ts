@@ -16,6 +16,9 @@ const VerifyResponse = Type.Object({
   ),
   key_id: Type.Union([Type.String(), Type.Null()]),
   user_id: Type.Union([Type.String(), Type.Null()]),
+  tenant_id: Type.String({
+    description: "The tenant the key was looked up in: the service key's (a key of another tenant is NOT_FOUND)",
+  }),
   scopes: Type.Array(Type.String()),
   expires_at: NullableTimestamp,
   ratelimits: Type.Optional(

@@ -323,6 +323,7 @@ export async function verifyApiKey(
   const base = {
     key_id: row?.id ?? null,
     user_id: row?.user_id ?? null,
+    tenant_id: tenantId,
     scopes: row ? json.read<string[]>(row.scopes, []) : [],
     expires_at: row?.expires_at ? new Date(row.expires_at).toISOString() : null,
   };

@@ -24,6 +24,7 @@ describe('POST /api/keys/verify', () => {
       code: 'VALID',
       key_id: key.id,
       user_id: user.id,
+      tenant_id: t.id,
       scopes: ['chat:write'],
       expires_at: key.expires_at,
     });
@@ -42,7 +43,15 @@ describe('POST /api/keys/verify', () => {
       assert.equal(res.status, 200, res.text);
       assert.deepEqual(
         res.body,
-        { valid: false, code: 'NOT_FOUND', key_id: null, user_id: null, scopes: [], expires_at: null },
+        {
+          valid: false,
+          code: 'NOT_FOUND',
+          key_id: null,
+          user_id: null,
+          tenant_id: t1.id,
+          scopes: [],
+          expires_at: null,
+        },
         key,
       );
     }

@@ -1,10 +1,10 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Deps } from '../../deps.js';
 import { AppError, handleError } from '../../errors.js';
 import { clientInfo } from '../../http/authenticate.js';
+import { pageCookie, pageCsrf, sendPage } from '../../http/pages.js';
 import { type App, errors } from '../../http/schemas.js';
 import { publicTenant } from '../../http/tenant.js';
 import { oauthErrorDescription } from '../../lib/oauth-errors.js';
@@ -12,10 +12,11 @@ import { findUser } from '../accounts/accounts.repo.js';
 import { User } from '../accounts/accounts.schemas.js';
 import { verifySignIn } from '../accounts/accounts.service.js';
 import { getTenant } from '../tenants/tenants.service.js';
-import { codeForm, confirmForm, sendPage } from './device.page.js';
+import { codeForm, confirmForm } from './device.page.js';
 import {
   DeviceGrantError,
   decideDevice,
+  describeDeviceClient,
   findPendingByUserCode,
   formatUserCode,
   issueDeviceCode,
@@ -62,9 +63,8 @@ function limitersOf(deps: Deps) {
  * sees which application asks, and approves or denies.
  */
 export function registerDeviceRoutes(app: App, deps: Deps): void {
-  const secure = new URL(deps.config.publicUrl).protocol === 'https:';
-  const origin = new URL(deps.config.publicUrl).origin;
-  const cookie = { httpOnly: true, secure, path: '/device' } as const;
+  const csrf = pageCsrf(deps.config.publicUrl, CSRF_COOKIE);
+  const sessionCookie = pageCookie(deps.config.publicUrl, SESSION_COOKIE, 'lax');
 
   app.post(
     '/api/auth/device/code',
@@ -79,7 +79,11 @@ export function registerDeviceRoutes(app: App, deps: Deps): void {
               Type.String({
                 minLength: 1,
                 maxLength: 64,
-                description: 'Which application asks, shown on the approval page',
+                // RFC 6749 Appendix A.1: client_id = *VSCHAR (printable ASCII).
+                pattern: '^[\\x20-\\x7E]+$',
+                description:
+                  'Which application asks. The approval page names the applications Gatehouse knows ' +
+                  '(gatehouse-vscode: its VS Code extension); any other id is shown as an unverified claim.',
               }),
             ),
             scope: Type.Optional(Type.String({ maxLength: 256 })),
@@ -106,7 +110,7 @@ export function registerDeviceRoutes(app: App, deps: Deps): void {
       } catch {
         throw new AppError('rate_limited', 'Too many device codes requested from this address; wait a few minutes');
       }
-      return issueDeviceCode(deps, tenant, request.body.client_id ?? 'An application');
+      return issueDeviceCode(deps, tenant, request.body.client_id ?? '');
     },
   );
 
@@ -163,27 +167,8 @@ export function registerDeviceRoutes(app: App, deps: Deps): void {
     },
   );
 
-  /** The CSRF token of this browser (double-submit: a SameSite=Strict cookie and a form field). */
-  const csrfOf = (request: FastifyRequest, reply: FastifyReply): string => {
-    const existing = request.cookies[CSRF_COOKIE];
-    if (existing && /^[A-Za-z0-9_-]{43}$/.test(existing)) return existing;
-    const token = randomBytes(32).toString('base64url');
-    reply.setCookie(CSRF_COOKIE, token, { ...cookie, sameSite: 'strict' });
-    return token;
-  };
-
-  /** OWASP's CSRF defences for the page's forms: the same origin when the browser says, and the double-submitted token. */
-  const checkForm = (request: FastifyRequest): boolean => {
-    const sentOrigin = request.headers.origin;
-    if (sentOrigin !== undefined && sentOrigin !== origin) return false;
-    const field = (request.body as { csrf?: unknown } | undefined)?.csrf;
-    const stored = request.cookies[CSRF_COOKIE];
-    if (typeof field !== 'string' || !stored || field.length !== stored.length) return false;
-    return timingSafeEqual(Buffer.from(field), Buffer.from(stored));
-  };
-
   const pageSession = (request: FastifyRequest): PageSession | null => {
-    const sealed = request.cookies[SESSION_COOKIE];
+    const sealed = request.cookies[sessionCookie.name];
     if (!sealed) return null;
     try {
       const session = JSON.parse(deps.masterKey.open(sealed, 'device-page').toString('utf8')) as PageSession;
@@ -212,24 +197,37 @@ export function registerDeviceRoutes(app: App, deps: Deps): void {
       schema: { ...page, querystring: Type.Object({ user_code: Type.Optional(Type.String({ maxLength: 32 })) }) },
     },
     async (request, reply) => {
-      const csrf = csrfOf(request, reply);
+      const token = csrf.token(request, reply);
       const user = await signedInUser(pageSession(request));
       return sendPage(
         reply,
         200,
         'Sign in on your device',
-        codeForm(csrf, request.query.user_code ?? '', user?.email ?? null),
+        codeForm(token, request.query.user_code ?? '', user?.email ?? null),
       );
     },
   );
 
+  /**
+   * A form post that failed the CSRF check: a page without a form and without a new token cookie,
+   * so a forged post cannot replace the token of the person's own open page.
+   */
+  const refused = (reply: FastifyReply, code: string) =>
+    sendPage(
+      reply,
+      403,
+      'Sign in on your device',
+      `<p><a href="/device?user_code=${encodeURIComponent(code)}">Start again</a></p>`,
+      'This form expired or came from another site; try again.',
+    );
+
   app.post('/device', { config: { auth: 'public' }, schema: { ...page, body: FormBody } }, async (request, reply) => {
-    const csrf = csrfOf(request, reply);
     const { user_code: code = '', email, password } = request.body;
+    if (!csrf.check(request)) return refused(reply, code);
+    const token = csrf.token(request, reply);
     const session = pageSession(request);
     const again = (status: number, error: string, user?: { email: string } | null) =>
-      sendPage(reply, status, 'Sign in on your device', codeForm(csrf, code, user?.email ?? null), error);
-    if (!checkForm(request)) return again(403, 'This form expired or came from another site; try again.');
+      sendPage(reply, status, 'Sign in on your device', codeForm(token, code, user?.email ?? null), error);
     const { guesses } = limitersOf(deps);
     const ip = request.ip ?? '-';
     const seen = await guesses.get(ip);
@@ -253,12 +251,12 @@ export function registerDeviceRoutes(app: App, deps: Deps): void {
         return again(error.status, error.message);
       }
       reply.setCookie(
-        SESSION_COOKIE,
+        sessionCookie.name,
         deps.masterKey.seal(
           JSON.stringify({ tenantId: tenant.id, userId: user.id, expiresAt: deps.clock.now() + PAGE_SESSION_MS }),
           'device-page',
         ),
-        { ...cookie, sameSite: 'lax', maxAge: PAGE_SESSION_MS / 1000 },
+        { ...sessionCookie.options, maxAge: PAGE_SESSION_MS / 1000 },
       );
     }
     if (!user || user.disabled_at !== null) return again(401, 'Sign in with your email and password to approve.');
@@ -267,7 +265,13 @@ export function registerDeviceRoutes(app: App, deps: Deps): void {
       reply,
       200,
       'Approve this sign-in?',
-      confirmForm(csrf, formatUserCode(row.user_code), row.client_id, user.email, tenant?.name ?? ''),
+      confirmForm(
+        token,
+        formatUserCode(row.user_code),
+        describeDeviceClient(row.client_id),
+        user.email,
+        tenant?.name ?? '',
+      ),
     );
   });
 
@@ -275,11 +279,11 @@ export function registerDeviceRoutes(app: App, deps: Deps): void {
     '/device/decision',
     { config: { auth: 'public' }, schema: { ...page, body: FormBody } },
     async (request, reply) => {
-      const csrf = csrfOf(request, reply);
       const { user_code: code = '', decision } = request.body;
+      if (!csrf.check(request)) return refused(reply, code);
+      const token = csrf.token(request, reply);
       const restart = (status: number, error: string) =>
-        sendPage(reply, status, 'Sign in on your device', codeForm(csrf, code, null), error);
-      if (!checkForm(request)) return restart(403, 'This form expired or came from another site; try again.');
+        sendPage(reply, status, 'Sign in on your device', codeForm(token, code, null), error);
       if (decision !== 'approve' && decision !== 'deny') return restart(400, 'Choose Approve or Deny.');
       const row = await findPendingByUserCode(deps, code);
       if (!row) return restart(400, 'That code is not valid, or it expired. Start again on your device.');

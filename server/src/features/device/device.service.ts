@@ -22,6 +22,23 @@ const SLOW_DOWN_STEP_S = 5;
 
 export type DeviceRow = DeviceAuthorizationTable;
 
+/**
+ * The device clients Gatehouse knows, by `client_id`: the only names the approval page shows as
+ * names. A public client cannot prove its `client_id` (RFC 8628 §5.4), so this is about who writes
+ * the name people read: Gatehouse, not the requester. Gatehouse's own VS Code extension is built in.
+ */
+const KNOWN_DEVICE_CLIENTS: ReadonlyMap<string, string> = new Map([['gatehouse-vscode', 'Gatehouse for VS Code']]);
+
+/** Which application a device request names: a known name, or null and the raw id it claims (if any). */
+export interface DeviceClient {
+  name: string | null;
+  id: string | null;
+}
+
+export function describeDeviceClient(clientId: string): DeviceClient {
+  return { name: KNOWN_DEVICE_CLIENTS.get(clientId) ?? null, id: clientId === '' ? null : clientId };
+}
+
 /** A user code as people type it: any case, with or without the dash or spaces. */
 export function normalizeUserCode(text: string): string {
   return text.toUpperCase().replace(/[^A-Z]/g, '');
@@ -31,7 +48,7 @@ export function formatUserCode(code: string): string {
   return `${code.slice(0, 4)}-${code.slice(4)}`;
 }
 
-/** POST /api/auth/device/code: a device code to poll with and a user code for the person. */
+/** POST /api/auth/device/code: a device code to poll with and a user code for the person (`clientId` '' when none). */
 export async function issueDeviceCode(deps: Deps, tenant: Tenant, clientId: string) {
   const now = deps.clock.now();
   const deviceCode = randomBytes(32).toString('base64url');

@@ -12,6 +12,7 @@ import { findOAuthProviderById, type OAuthProviderRow } from './oauth-providers.
 
 const STATE_TTL_MS = 10 * 60_000;
 const verifierAad = (stateHash: string) => `oauth_state:${stateHash}`;
+const urlAad = (stateHash: string) => `oauth_state_url:${stateHash}`;
 
 /**
  * A redirect target must be an http(s) URL fit for a redirect (lib/web-urls.ts: lists saved before
@@ -44,6 +45,8 @@ export interface Authorization {
   /** The app's own state and PKCE challenge, carried through (sign-in). */
   appState?: string | null;
   appCodeChallenge?: string | null;
+  /** Keep the authorization URL (sealed) for a link page to send the browser to later (connect). */
+  keepUrl?: boolean;
 }
 
 /** The provider's authorization URL with a fresh state and PKCE, the state stored to be taken once. */
@@ -72,6 +75,7 @@ export async function beginAuthorization(deps: Deps, provider: OAuthProviderRow,
       used_at: null,
       app_state: a.appState ?? null,
       app_code_challenge: a.appCodeChallenge ?? null,
+      authorize_url_sealed: a.keepUrl ? deps.masterKey.seal(started.url, urlAad(id)) : null,
     })
     .execute();
   return { url: started.url, state: started.state, expiresAt: now + STATE_TTL_MS };
@@ -104,4 +108,41 @@ export async function takeState(deps: Deps, state: string | undefined, purpose: 
   }
   const codeVerifier = deps.masterKey.open(row.code_verifier_sealed, verifierAad(id)).toString('utf8');
   return { row, provider, codeVerifier };
+}
+
+/**
+ * A live state of this purpose, without taking it (a link page shows it before the browser goes
+ * on); its kept authorization URL, if any.
+ */
+export async function findLiveState(deps: Deps, state: string, purpose: 'connect' | 'sign_in') {
+  const id = sha256(state);
+  const row = await deps.db.kysely
+    .selectFrom('oauth_states')
+    .selectAll()
+    .where('id', '=', id)
+    .where('purpose', '=', purpose)
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', deps.clock.now())
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const url = row.authorize_url_sealed
+    ? deps.masterKey.open(row.authorize_url_sealed, urlAad(id)).toString('utf8')
+    : null;
+  return { row, url };
+}
+
+/**
+ * Binds a live state to one browser (the hash of its secret): the first browser to ask gets it,
+ * and the same browser again; any other is refused (false).
+ */
+export async function bindStateToBrowser(deps: Deps, stateId: string, binding: string): Promise<boolean> {
+  const bound = await deps.db.kysely
+    .updateTable('oauth_states')
+    .set({ browser_binding: binding })
+    .where('id', '=', stateId)
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', deps.clock.now())
+    .where((eb) => eb.or([eb('browser_binding', 'is', null), eb('browser_binding', '=', binding)]))
+    .executeTakeFirst();
+  return Number(bound.numUpdatedRows) === 1;
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { injectBrowser } from '../../../test/browser.js';
 import { type FakeOidc, startFakeOidc } from '../../../test/fake-oidc.js';
 import { createHarness, fieldsOf, type Harness, type TestResponse, type TestTenant } from '../../../test/harness.js';
 import { oauthTenant } from '../../../test/oauth-tenant.js';
@@ -39,8 +40,8 @@ async function setup(): Promise<Setup> {
   return { t, service: 'acme', serviceKey: await t.serviceKey() };
 }
 
-/** The whole browser round trip for `user_id`; returns the callback's answer. */
-async function connect(s: Setup, userId: string, body: Record<string, unknown> = {}): Promise<TestResponse> {
+/** A link (sendAuthLink) for `user_id`. */
+async function authLink(s: Setup, userId: string, body: Record<string, unknown> = {}): Promise<string> {
   const link = await h.request({
     method: 'POST',
     url: '/api/vault/auth-url',
@@ -48,9 +49,26 @@ async function connect(s: Setup, userId: string, body: Record<string, unknown> =
     body: { service: s.service, user_id: userId, redirect_after: APP_RETURN, ...body },
   });
   assert.equal(link.status, 200, link.text);
-  const back = await op.authorize(link.body.url);
+  return link.body.url;
+}
+
+/** A browser (cookie jar) opens the link page and continues: returns the provider URL it is sent to. */
+async function continueLink(browser: ReturnType<typeof injectBrowser>, link: string): Promise<URL> {
+  const url = new URL(link);
+  assert.equal(`${url.origin}${url.pathname}`, 'http://gatehouse.test/vault/connect');
+  const page = await browser.get(`${url.pathname}${url.search}`);
+  assert.equal(page.status, 200, page.text);
+  const next = await browser.post('/vault/connect', { state: url.searchParams.get('state') ?? '' });
+  assert.equal(next.status, 303, next.text);
+  return new URL(String(next.headers.location));
+}
+
+/** The whole browser round trip for `user_id` in one browser; returns the callback's answer. */
+async function connect(s: Setup, userId: string, body: Record<string, unknown> = {}): Promise<TestResponse> {
+  const browser = injectBrowser(h);
+  const back = await op.authorize((await continueLink(browser, await authLink(s, userId, body))).href);
   assert.equal(`${back.origin}${back.pathname}`, CALLBACK);
-  return h.request({ method: 'GET', url: `${back.pathname}${back.search}` });
+  return browser.get(`${back.pathname}${back.search}`);
 }
 
 const getAuth = (s: Setup, userId: string, instance = h) =>
@@ -135,32 +153,18 @@ describe('vault OAuth connections', () => {
       assert.ok(!text.includes(secret), 'a secret in the database dump');
     }
     assert.ok(!h.logs.join('').includes(got.body.auth_data.refresh_token), 'a refresh token in the logs');
-    const sent = new URL(
-      (
-        await h.request({
-          method: 'POST',
-          url: '/api/vault/auth-url',
-          token: s.serviceKey,
-          body: { service: 'acme', user_id: 'x' },
-        })
-      ).body.url,
-    );
+    const sent = await continueLink(injectBrowser(h), await authLink(s, 'x'));
     assert.equal(sent.searchParams.get('code_challenge_method'), 'S256');
     assert.equal(sent.searchParams.get('redirect_uri'), CALLBACK);
   });
 
   it('a state works once: a replayed callback, an unknown state and a redirect not on the list are refused', async () => {
     const s = await setup();
-    const link = await h.request({
-      method: 'POST',
-      url: '/api/vault/auth-url',
-      token: s.serviceKey,
-      body: { service: 'acme', user_id: 'user123' },
-    });
-    const back = await op.authorize(link.body.url);
-    const first = await h.request({ method: 'GET', url: `${back.pathname}${back.search}` });
-    assert.equal(first.status, 200, first.text);
-    const replay = await h.request({ method: 'GET', url: `${back.pathname}${back.search}` });
+    const browser = injectBrowser(h);
+    const back = await op.authorize((await continueLink(browser, await authLink(s, 'user123'))).href);
+    const first = await browser.get(`${back.pathname}${back.search}`);
+    assert.equal(first.status, 302, first.text);
+    const replay = await browser.get(`${back.pathname}${back.search}`);
     assert.equal(replay.status, 400);
     assert.match(replay.body.error.message, /unknown, expired or already used/);
     const foreign = await h.request({
@@ -191,6 +195,9 @@ describe('vault OAuth connections', () => {
     const advance = h.clockFor(ctx);
     advance(3_600_000);
     op.tokenDelayMs = 150;
+    // The refreshed token lives an hour: a read that starts once the refresh is done finds it fresh
+    // (a 60 s token under the 60 s skew would be due again at once, and refreshed again).
+    op.accessTokenTtl = 3600;
     const refreshes = op.counts.refresh_token;
     try {
       const reads = await Promise.all(Array.from({ length: 20 }, () => getAuth(s, 'user123')));
@@ -208,6 +215,7 @@ describe('vault OAuth connections', () => {
       assert.notEqual([...tokens][0], before);
     } finally {
       op.tokenDelayMs = 0;
+      op.accessTokenTtl = 60;
     }
   });
 
@@ -219,6 +227,9 @@ describe('vault OAuth connections', () => {
     const advance = h.clockFor(ctx);
     advance(3_600_000);
     op.tokenDelayMs = 150;
+    // The refreshed token lives an hour: a read that starts once the refresh is done finds it fresh
+    // (a 60 s token under the 60 s skew would be due again at once, and refreshed again).
+    op.accessTokenTtl = 3600;
     const refreshes = op.counts.refresh_token;
     try {
       const reads = await Promise.all(
@@ -235,6 +246,7 @@ describe('vault OAuth connections', () => {
       assert.equal(new Set(reads.map((r) => r.body.auth_data.access_token)).size, 1);
     } finally {
       op.tokenDelayMs = 0;
+      op.accessTokenTtl = 60;
     }
   });
 

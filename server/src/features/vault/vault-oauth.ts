@@ -3,11 +3,14 @@ import type { ConnectionTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
 import { AppError, invalidField } from '../../errors.js';
 import { SYSTEM_ACTOR } from '../../http/principal.js';
+import { safeEqual, sha256 } from '../../lib/tokens.js';
+import { findUser } from '../accounts/accounts.repo.js';
 import { emitEvent } from '../events/events.service.js';
 import { exchangeCode, grantRejected, reason, refreshTokens, revokeToken, type Tokens } from '../oauth/oauth-client.js';
 import { findOAuthProviderById, type OAuthProviderRow } from '../oauth/oauth-providers.repo.js';
 import { checkExtraParams, requireOAuthProvider } from '../oauth/oauth-providers.service.js';
-import { beginAuthorization, checkRedirect, takeState } from '../oauth/oauth-states.js';
+import { beginAuthorization, checkRedirect, findLiveState, takeState } from '../oauth/oauth-states.js';
+import { getTenant } from '../tenants/tenants.service.js';
 import type { ConnectionRow } from './connections.repo.js';
 import { openAuthData, saveAuth, sealAuthData, type VaultOwner } from './vault.service.js';
 
@@ -15,13 +18,20 @@ import { openAuthData, saveAuth, sealAuthData, type VaultOwner } from './vault.s
 // tokens, refresh before expiry with one refresh in flight per connection across instances, and
 // revocation at the provider.
 
-/** How long an auth link may take to come back. */
 /** How long one instance may hold a connection's refresh before another may take it over. */
 const REFRESH_LOCK_MS = 30_000;
 
 export const callbackUrl = (deps: Deps) => `${deps.config.publicUrl}/api/vault/callback`;
 
-/** sendAuthLink: an authorization URL for the owner's connection to `service` (its OAuth provider). */
+/** Gatehouse's link page for a connect state: the link people get (see vault-connect.routes.ts). */
+export const connectLinkUrl = (deps: Deps, state: string) =>
+  `${deps.config.publicUrl}/vault/connect?state=${encodeURIComponent(state)}`;
+
+/**
+ * sendAuthLink: a link for the owner's connection to `service` (its OAuth provider). The link is
+ * Gatehouse's own page, not the provider's authorization URL: the page binds the flow to the
+ * browser that continues from it (docs/adr/0017), and the callback requires that browser.
+ */
 export async function startConnect(
   deps: Deps,
   owner: VaultOwner,
@@ -41,8 +51,36 @@ export async function startConnect(
     owner: owner.owner,
     userId: owner.userId,
     redirectAfter: input.redirect_after ?? null,
+    keepUrl: true,
   });
-  return { url: started.url, state: started.state, expires_at: new Date(started.expiresAt).toISOString() };
+  return {
+    url: connectLinkUrl(deps, started.state),
+    state: started.state,
+    expires_at: new Date(started.expiresAt).toISOString(),
+  };
+}
+
+/** What the link page shows and needs: whose connection to which service in which tenant, and where it goes on. */
+export async function describeConnectLink(deps: Deps, state: string) {
+  const found = await findLiveState(deps, state, 'connect');
+  if (!found?.url) return undefined;
+  const { row, url } = found;
+  const [provider, tenant, user] = await Promise.all([
+    findOAuthProviderById(deps.db.kysely, row.provider_id),
+    getTenant(deps, row.tenant_id),
+    row.user_id ? findUser(deps.db.kysely, row.tenant_id, row.user_id) : undefined,
+  ]);
+  if (!provider || !tenant) return undefined;
+  return {
+    stateId: row.id,
+    binding: row.browser_binding,
+    authorizeUrl: url,
+    service: provider.name,
+    tenant: tenant.name,
+    /** Whose connection: a Gatehouse user's email, else the app's own id for its user. */
+    ownerEmail: user?.email ?? null,
+    owner: row.owner ?? '',
+  };
 }
 
 /** The token response as stored: OAuth2's fields, with an absolute expiry. */
@@ -57,9 +95,27 @@ function authDataOf(deps: Deps, tokens: Tokens, previous?: Record<string, unknow
   return { data, expiresAt };
 }
 
-/** GET /api/vault/callback: the provider's redirect; stores the tokens and says where the browser goes next. */
-export async function finishConnect(deps: Deps, query: { code?: string; state?: string; error?: string }, url: URL) {
+/**
+ * GET /api/vault/callback: the provider's redirect; stores the tokens and says where the browser
+ * goes next. Only in the browser the link page bound the state to (`browserSecret`, its cookie):
+ * an authorization response arriving in any other browser is refused and stores nothing, so a link
+ * cannot be completed by someone else into its creator's vault (RFC 9700 §4.7: the state is bound
+ * to the user agent). The state is used up either way.
+ */
+export async function finishConnect(
+  deps: Deps,
+  query: { code?: string; state?: string; error?: string },
+  url: URL,
+  browserSecret: string | undefined,
+) {
   const { row, provider, codeVerifier } = await takeState(deps, query.state, 'connect');
+  if (!row.browser_binding || !browserSecret || !safeEqual(sha256(browserSecret), row.browser_binding)) {
+    deps.log.warn({ tenant: row.tenant_id, service: provider.name }, 'vault: a connect callback in another browser');
+    throw new AppError(
+      'invalid_request',
+      'This connection was not started in this browser: nothing was stored. Open the link again, in the browser that will finish it.',
+    );
+  }
   const owner: VaultOwner = { tenantId: row.tenant_id, owner: row.owner ?? '', userId: row.user_id };
   const back = (params: Record<string, string>) => {
     if (!row.redirect_after) return null;

@@ -4,6 +4,7 @@ import { clientInfo } from '../../http/authenticate.js';
 import { actorOf } from '../../http/principal.js';
 import { type App, errors, NullableTimestamp, Page, PageQuery, Timestamp } from '../../http/schemas.js';
 import { getAuth, listConnections, refreshAuth, revokeAuth, saveAuth, vaultOwner } from './vault.service.js';
+import { registerVaultConnectPage, vaultBrowserSecret } from './vault-connect.routes.js';
 import { finishConnect, startConnect } from './vault-oauth.js';
 
 const ServiceParams = Type.Object({
@@ -47,6 +48,7 @@ const ConnectionWithData = Type.Object({
 
 export function registerVaultRoutes(app: App, deps: Deps): void {
   const tags = ['vault'];
+  registerVaultConnectPage(app, deps);
   const auth = ['user', 'service'] as const;
 
   app.get(
@@ -146,11 +148,13 @@ export function registerVaultRoutes(app: App, deps: Deps): void {
       config: { auth },
       schema: {
         tags,
-        summary: "sendAuthLink: an authorization URL that connects the user's account at a service",
+        summary: "sendAuthLink: a link that connects the user's account at a service",
         description:
-          'The service must have an OAuth provider (/api/admin/oauth/providers). The link is valid 10 minutes, once; ' +
-          "after the provider's consent the browser comes back to /api/vault/callback, then to redirect_after " +
-          "(one of the tenant's allowed_redirect_uris) with ?service=…&status=connected or &error=….",
+          'The service must have an OAuth provider (/api/admin/oauth/providers). The link is a Gatehouse page ' +
+          '(<PUBLIC_URL>/vault/connect) that says whose connection it makes and, on Continue, binds the flow to ' +
+          "that browser and sends it to the provider. Valid 10 minutes, in one browser, once; after the provider's " +
+          'consent the browser comes back to /api/vault/callback (refused in any other browser), then to ' +
+          "redirect_after (one of the tenant's allowed_redirect_uris) with ?service=…&status=connected or &error=….",
         body: Type.Object(
           {
             service: ServiceParams.properties.service,
@@ -183,7 +187,8 @@ export function registerVaultRoutes(app: App, deps: Deps): void {
       config: { auth: 'public' },
       schema: {
         tags,
-        summary: 'The OAuth redirect target: checks the state, exchanges the code (PKCE), stores the tokens',
+        summary:
+          'The OAuth redirect target: checks the state and the browser it was bound to, exchanges the code (PKCE), stores the tokens',
         querystring: Type.Object({
           code: Type.Optional(Type.String({ maxLength: 4096 })),
           state: Type.Optional(Type.String({ maxLength: 512 })),
@@ -200,7 +205,7 @@ export function registerVaultRoutes(app: App, deps: Deps): void {
     },
     async (request, reply) => {
       const url = new URL(request.url, deps.config.publicUrl);
-      const done = await finishConnect(deps, request.query, url);
+      const done = await finishConnect(deps, request.query, url, vaultBrowserSecret(deps, request));
       if (done.redirect) return reply.redirect(done.redirect, 302);
       return { service: done.service, status: done.error ? `error: ${done.error}` : 'connected' };
     },
