@@ -195,9 +195,6 @@ describe('vault OAuth connections', () => {
     const advance = h.clockFor(ctx);
     advance(3_600_000);
     op.tokenDelayMs = 150;
-    // The refreshed token lives an hour: a read that starts once the refresh is done finds it fresh
-    // (a 60 s token under the 60 s skew would be due again at once, and refreshed again).
-    op.accessTokenTtl = 3600;
     const refreshes = op.counts.refresh_token;
     try {
       const reads = await Promise.all(Array.from({ length: 20 }, () => getAuth(s, 'user123')));
@@ -215,8 +212,24 @@ describe('vault OAuth connections', () => {
       assert.notEqual([...tokens][0], before);
     } finally {
       op.tokenDelayMs = 0;
-      op.accessTokenTtl = 60;
     }
+  });
+
+  it('short-lived tokens (60 s, under the 5-minute skew) are refreshed once half their life is gone, not at every read', async (ctx) => {
+    const s = await setup();
+    await connect(s, 'user123');
+    const refreshes = op.counts.refresh_token;
+    for (let i = 0; i < 3; i++) assert.equal((await getAuth(s, 'user123')).status, 200);
+    assert.equal(op.counts.refresh_token - refreshes, 0, 'a fresh 60 s token is not due');
+    const advance = h.clockFor(ctx);
+    advance(31_000);
+    const first = await getAuth(s, 'user123');
+    assert.equal(op.counts.refresh_token - refreshes, 1, 'due past half its life');
+    for (let i = 0; i < 3; i++) {
+      const again = await getAuth(s, 'user123');
+      assert.equal(again.body.auth_data.access_token, first.body.auth_data.access_token);
+    }
+    assert.equal(op.counts.refresh_token - refreshes, 1, 'the refreshed token is fresh again');
   });
 
   it('the same across two instances sharing PostgreSQL', async (ctx) => {
@@ -227,9 +240,6 @@ describe('vault OAuth connections', () => {
     const advance = h.clockFor(ctx);
     advance(3_600_000);
     op.tokenDelayMs = 150;
-    // The refreshed token lives an hour: a read that starts once the refresh is done finds it fresh
-    // (a 60 s token under the 60 s skew would be due again at once, and refreshed again).
-    op.accessTokenTtl = 3600;
     const refreshes = op.counts.refresh_token;
     try {
       const reads = await Promise.all(
@@ -246,7 +256,6 @@ describe('vault OAuth connections', () => {
       assert.equal(new Set(reads.map((r) => r.body.auth_data.access_token)).size, 1);
     } finally {
       op.tokenDelayMs = 0;
-      op.accessTokenTtl = 60;
     }
   });
 

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { json, transaction } from '../../db/index.js';
 import type { ConnectionTable } from '../../db/schema.js';
 import type { Deps } from '../../deps.js';
@@ -147,14 +148,15 @@ export async function finishConnect(
 /** Refreshes in flight on this instance, by connection: concurrent callers share one. */
 const inflight = new WeakMap<Deps, Map<string, Promise<ConnectionRow>>>();
 
-/** Whether a connection should be refreshed now: an OAuth one, active, expiring within the skew. */
+/**
+ * Whether a connection should be refreshed now: an OAuth one, active, expiring within
+ * VAULT_REFRESH_SKEW and past half its token's lifetime (counted from when it was stored), so a
+ * provider's 60-second tokens are not refreshed at every read while a 5-minute skew would have them due.
+ */
 export function refreshDue(deps: Deps, row: ConnectionRow): boolean {
-  return (
-    row.provider_id !== null &&
-    row.status === 'active' &&
-    row.expires_at !== null &&
-    row.expires_at - deps.config.vault.refreshSkewMs <= deps.clock.now()
-  );
+  if (row.provider_id === null || row.status !== 'active' || row.expires_at === null) return false;
+  const now = deps.clock.now();
+  return row.expires_at - deps.config.vault.refreshSkewMs <= now && row.expires_at + row.updated_at <= 2 * now;
 }
 
 /**
@@ -304,6 +306,8 @@ export async function refreshDueConnections(deps: Deps): Promise<number> {
     .where('status', '=', 'active')
     .where('provider_id', 'is not', null)
     .where('expires_at', '<=', now + deps.config.vault.refreshSkewMs)
+    // Past half the token's lifetime, as refreshDue says.
+    .where(sql`expires_at + updated_at`, '<=', 2 * now)
     .where((eb) => eb.or([eb('next_refresh_at', 'is', null), eb('next_refresh_at', '<=', now)]))
     .limit(100)
     .execute();
