@@ -22,6 +22,15 @@ export function managerOf(principal: Principal | null): Manager {
   return { actor: actorOf(principal), role: principal.role };
 }
 
+/**
+ * How far a credential reaches over other accounts: a person as far as their role; a tenant
+ * service key (which a tenant admin creates) as far as an admin, never to an operator.
+ */
+export function reachOf(principal: Principal | null): Manager {
+  if (principal?.kind === 'service') return { actor: actorOf(principal), role: 'admin' };
+  return managerOf(principal);
+}
+
 const RANK: Record<UserRow['role'], number> = { user: 0, admin: 1, operator: 2 };
 
 /**

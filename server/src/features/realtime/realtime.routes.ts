@@ -2,11 +2,11 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Deps } from '../../deps.js';
-import { AppError, invalidField, notFound } from '../../errors.js';
+import { AppError, invalidField } from '../../errors.js';
 import { userOf } from '../../http/authenticate.js';
 import { type App, errors } from '../../http/schemas.js';
 import { actingTenant } from '../../http/tenant.js';
-import { findUser } from '../accounts/accounts.repo.js';
+import { reachOf, requireManageableUser } from '../accounts/accounts.admin.service.js';
 import type { TaskUpdate } from './bus.js';
 import { FeedConnection, type OutMessage } from './connection.js';
 import { guarded } from './guard.js';
@@ -132,7 +132,8 @@ export function registerRealtimeRoutes(app: App, deps: Deps): void {
       if (Buffer.byteLength(JSON.stringify(task)) > MAX_TASK_BYTES) {
         throw invalidField('task', `must be at most ${MAX_TASK_BYTES} bytes as JSON`);
       }
-      if (userId !== undefined && !(await findUser(deps.db.kysely, tenant.id, userId))) throw notFound('User');
+      // Not to the feed of an account above the caller's reach (an operator's; ADR 0013).
+      if (userId !== undefined) await requireManageableUser(deps, tenant.id, userId, reachOf(request.principal));
       deps.realtime.publish({
         tenantId: tenant.id,
         userId: userId ?? null,

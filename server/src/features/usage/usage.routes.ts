@@ -3,6 +3,7 @@ import type { Deps } from '../../deps.js';
 import { userOf } from '../../http/authenticate.js';
 import { type App, errors, IdParams } from '../../http/schemas.js';
 import { actingTenant } from '../../http/tenant.js';
+import { reachOf, requireManageableUser } from '../accounts/accounts.admin.service.js';
 import { getMe } from '../accounts/accounts.service.js';
 import { presentBudget, releaseReservation, reserveTokens, settleReservation } from './budget.service.js';
 import { Reservation, SettleBody, TenantUsage, TokenBudget, UsageSummary } from './usage.schemas.js';
@@ -115,6 +116,8 @@ export function registerUsageRoutes(app: App, deps: Deps): void {
     async (request, reply) => {
       const tenant = await actingTenant(deps, request);
       const { user_id, tokens, ttl_seconds } = request.body;
+      // Not against the budget of an account above the caller's reach (ADR 0013).
+      await requireManageableUser(deps, tenant.id, user_id, reachOf(request.principal));
       const owner = await ownerOfUser(deps, tenant.id, user_id);
       const { reservation, budget } = await reserveTokens(deps, owner, tokens, {
         ttlMs: ttl_seconds === undefined ? undefined : ttl_seconds * 1000,

@@ -3,7 +3,7 @@ import type { Deps } from '../../deps.js';
 import { AppError, invalidField, notFound } from '../../errors.js';
 import type { Actor, ClientInfo, Principal } from '../../http/principal.js';
 import { open, seal } from '../../lib/aead.js';
-import { findUser } from '../accounts/accounts.repo.js';
+import { reachOf, requireManageableUser } from '../accounts/accounts.admin.service.js';
 import { recordAudit } from '../audit/audit.service.js';
 import {
   type ConnectionRow,
@@ -50,8 +50,8 @@ export async function vaultOwner(deps: Deps, principal: Principal, userId: strin
   if (userId === undefined)
     throw invalidField('user_id', 'is required with a service key: whose connection', { in: 'querystring' });
   if (GATEHOUSE_USER.test(userId)) {
-    const user = await findUser(deps.db.kysely, principal.tenantId, userId);
-    if (!user) throw notFound('User');
+    // Never the vault of an account above a service key's reach (an operator's; ADR 0013).
+    const user = await requireManageableUser(deps, principal.tenantId, userId, reachOf(principal));
     return { tenantId: principal.tenantId, owner: user.id, userId: user.id };
   }
   return { tenantId: principal.tenantId, owner: userId, userId: null };
