@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { type FakeOidc, startFakeOidc } from '../../../test/fake-oidc.js';
 import { createHarness, type Harness, STRONG_PASSWORD } from '../../../test/harness.js';
+import { oauthTenant } from '../../../test/oauth-tenant.js';
 
 // Sign-up floods: counted per client address, and unable to starve other tenants' sign-ins.
 
@@ -48,6 +50,55 @@ describe('sign-ups per address', () => {
     }
     assert.equal((await signUp(t.publishableKey, '2001:db8:1:2::4', 'v6-3@example.com')).status, 429);
     assert.equal((await signUp(t.publishableKey, '2001:db8:1:3::1', 'v6-4@example.com')).status, 201);
+  });
+});
+
+describe('social sign-ups per address', () => {
+  let h: Harness;
+  let op: FakeOidc;
+  const APP = 'https://app.example.com/signed-in';
+  before(async () => {
+    h = await createHarness({ SIGNUP_LIMIT_PER_IP: '2', OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8' });
+    op = await startFakeOidc();
+  });
+  after(async () => {
+    await h.close();
+    await op.close();
+  });
+
+  /** A browser at `ip` signs in through the provider as `sub`; returns where Gatehouse sends it back. */
+  async function socialSignIn(publishableKey: string, ip: string, sub: string): Promise<URL> {
+    op.nextUser({ sub, email: `${sub}@example.com`, email_verified: true, name: sub });
+    const params = new URLSearchParams({ redirect_uri: APP, tenant: publishableKey });
+    const start = await h.request({ method: 'GET', url: `/api/auth/oauth/acme/start?${params}`, ip });
+    assert.equal(start.status, 302, start.text);
+    const back = await op.authorize(String(start.headers.location));
+    const done = await h.request({ method: 'GET', url: `${back.pathname}${back.search}`, ip });
+    assert.equal(done.status, 302, done.text);
+    return new URL(String(done.headers.location));
+  }
+
+  it('count as sign-ups: beyond the limit the app gets temporarily_unavailable and no account is made; a known identity still signs in', async () => {
+    const t = await oauthTenant(h, op, {
+      callback: 'http://gatehouse.test/api/auth/oauth/callback',
+      appUri: APP,
+      clientSecret: 'secret-secret-secret',
+      scopes: ['openid', 'email', 'profile'],
+    });
+    const ip = '203.0.113.40';
+    assert.ok((await socialSignIn(t.publishableKey, ip, 'social-a')).searchParams.get('code'));
+    assert.ok((await socialSignIn(t.publishableKey, ip, 'social-b')).searchParams.get('code'));
+    const refused = await socialSignIn(t.publishableKey, ip, 'social-c');
+    assert.equal(refused.searchParams.get('error'), 'temporarily_unavailable', refused.href);
+    assert.match(refused.searchParams.get('error_description') ?? '', /Too many sign-ups/);
+    const rows = await h.deps.db.kysely
+      .selectFrom('users')
+      .select('id')
+      .where('tenant_id', '=', t.id)
+      .where('email', '=', 'social-c@example.com')
+      .execute();
+    assert.equal(rows.length, 0);
+    assert.ok((await socialSignIn(t.publishableKey, ip, 'social-a')).searchParams.get('code'), 'not a sign-up');
   });
 });
 

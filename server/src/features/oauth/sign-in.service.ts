@@ -7,6 +7,7 @@ import type { ClientInfo } from '../../http/principal.js';
 import { sha256 } from '../../lib/tokens.js';
 import { findUser, findUserByEmail, insertUser, type UserRow, updateUser } from '../accounts/accounts.repo.js';
 import { normalizeEmail, presentUser } from '../accounts/accounts.service.js';
+import { beginSignUp } from '../accounts/signup-guard.js';
 import { recordAudit } from '../audit/audit.service.js';
 import { emitEvent } from '../events/events.service.js';
 import { startSession } from '../sessions/sessions.service.js';
@@ -176,6 +177,13 @@ export async function finishSignIn(
       );
     }
     if (!identity.email) return fail('access_denied', `${provider.name} shared no email address`);
+    // A social sign-up counts against its address as a password one does (signup-guard.ts).
+    try {
+      await beginSignUp(deps, client.ip);
+    } catch (error) {
+      if (!(error instanceof AppError)) throw error;
+      return fail('temporarily_unavailable', error.message);
+    }
     userId = deps.ids.next('usr');
   }
   const code = randomBytes(32).toString('base64url');
