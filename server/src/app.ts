@@ -146,7 +146,14 @@ export async function buildApp(deps: Deps) {
  */
 function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<void>) => unknown }, deps: Deps) {
   const every = (ms: number, task: () => Promise<void>, what: string) => {
-    const timer = setInterval(() => task().catch((error) => deps.log.error({ err: error }, `${what} failed`)), ms);
+    // Promise.resolve().then: a task that throws before returning its promise is caught too.
+    const timer = setInterval(
+      () =>
+        Promise.resolve()
+          .then(task)
+          .catch((error) => deps.log.error({ err: error }, `${what} failed`)),
+      ms,
+    );
     timer.unref();
     return timer;
   };
@@ -161,9 +168,21 @@ function startHousekeeping(app: { addHook: (name: 'onClose', fn: () => Promise<v
   const webhooks = startWebhookWorker(deps);
   app.addHook('onClose', async () => {
     for (const timer of timers) clearInterval(timer);
-    await webhooks.stop();
-    await deps.lastUsed.flush();
-    await flushUsage(deps, { final: true });
+    // Each step runs whatever the others did (a database gone makes the flushes fail; the webhook
+    // worker must still stop); the close then fails, naming what failed, so shutdown says so.
+    const steps: [string, () => Promise<unknown>][] = [
+      ['stopping the webhook worker', () => webhooks.stop()],
+      ['the last-used flush', () => deps.lastUsed.flush()],
+      ['the final usage flush', () => flushUsage(deps, { final: true })],
+    ];
+    const failed: string[] = [];
+    for (const [what, step] of steps) {
+      await step().catch((error) => {
+        deps.log.error({ err: error }, `closing: ${what} failed`);
+        failed.push(what);
+      });
+    }
+    if (failed.length > 0) throw new Error(`closing the app: ${failed.join(', ')} failed`);
   });
 }
 
