@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, customFetch, type JWTPayload, jwtVerify } from 'jose';
+import { base64url, createRemoteJWKSet, customFetch, type JWTPayload, jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { AuthenticationError, GatehouseError } from './errors.js';
 
@@ -134,6 +134,13 @@ export function createVerifier(options: VerifierOptions) {
   async function verifyAccessToken(token: string): Promise<GatehousePrincipal> {
     const audience = await tenant();
     let payload: JWTPayload & { tid?: string; sid?: string };
+    if (!hasCanonicalLowS(token)) {
+      throw new AuthenticationError(
+        'The access token is not valid: its signature is not in low-S form',
+        'invalid_token',
+        401,
+      );
+    }
     try {
       ({ payload } = await jwtVerify(token, jwks, {
         issuer: (options.issuer ?? baseUrl).replace(/\/+$/, ''),
@@ -241,4 +248,26 @@ export function gatehouseExpress(verifier: Verifier) {
       },
     );
   };
+}
+
+/** Half the order of P-256 (SEC 2 §2.4.2), the group of ES256. */
+const P256_HALF_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n >> 1n;
+
+/**
+ * ECDSA signatures are malleable: for a valid (r, s), (r, n − s) verifies too. Gatehouse signs
+ * only the low-S form and its own verifier accepts only that, in canonical base64url; so does this
+ * one, so a token has one valid encoding here as on the server (caches and denylists keyed by it).
+ */
+function hasCanonicalLowS(token: string): boolean {
+  const encoded = token.split('.')[2] ?? '';
+  let signature: Uint8Array;
+  try {
+    signature = base64url.decode(encoded);
+  } catch {
+    return false;
+  }
+  if (signature.length !== 64 || base64url.encode(signature) !== encoded) return false;
+  let s = 0n;
+  for (const byte of signature.subarray(32)) s = (s << 8n) | BigInt(byte);
+  return s <= P256_HALF_ORDER;
 }

@@ -52,6 +52,13 @@ describe('@gatehouse/sdk/server verifier', () => {
     const stranger = await (await h.tenant()).user();
     await assert.rejects(() => verifier.verifyAccessToken(stranger.accessToken), AuthenticationError, 'another tenant');
     await assert.rejects(() => verifier.verify(undefined), AuthenticationError);
+
+    // The high-S twin (r, n − s) of the real signature verifies under plain ECDSA; Gatehouse never issues it.
+    const raw = Buffer.from(signature, 'base64url');
+    const n = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+    const highS = (n - BigInt(`0x${raw.subarray(32).toString('hex')}`)).toString(16).padStart(64, '0');
+    const twin = `${head}.${body}.${Buffer.concat([raw.subarray(0, 32), Buffer.from(highS, 'hex')]).toString('base64url')}`;
+    await assert.rejects(() => verifier.verifyAccessToken(twin), /low-S/);
   });
 
   it('with only a service key, accepts its own tenant and refuses access tokens and API keys of another tenant', async () => {
