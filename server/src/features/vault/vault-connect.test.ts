@@ -17,14 +17,15 @@ let op: FakeOidc;
 let browser: Browser | null;
 let app: Awaited<ReturnType<typeof servePages>>;
 const CALLBACK = 'http://gatehouse.test/api/vault/callback';
-/** The app's page the browser returns to (served on loopback, reached by its name). */
-const APP_RETURN = 'http://app.test/connected';
+/** The app's page the browser returns to, on loopback (plain http is allowed only there: ADR 0015). */
+let APP_RETURN: string;
 
 before(async () => {
   h = await createHarness({ OUTBOUND_ALLOWED_NETWORKS: '127.0.0.0/8' });
   op = await startFakeOidc();
   app = await servePages({ '/connected': { type: 'text/html', body: '<p>back in the app</p>' } });
-  browser = await launchChromium({ 'gatehouse.test': await listen(h.app), 'app.test': app.origin });
+  APP_RETURN = `${app.origin}/connected`;
+  browser = await launchChromium({ 'gatehouse.test': await listen(h.app) });
 });
 after(async () => {
   await browser?.close();
